@@ -1,0 +1,103 @@
+# sightd build, dependencies and tests.
+#
+#   make deps    install what the build and the tests need (idempotent, quick when done)
+#   make build   bin/sightd
+#   make test    the whole test suite (what CI runs)
+#   make bench   the Go benchmarks that the README quotes
+
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := build
+
+GO        ?= go
+VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+HOST_ARCH := $(shell $(GO) env GOARCH)
+ARCH      ?= $(HOST_ARCH)
+
+# Root for apt-get when not already root.
+SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
+
+# Debian packages the build and the tests use.
+APT_PACKAGES := libopencv-dev pkg-config mosquitto mosquitto-clients
+
+# The TensorFlow Lite C runtime 2.9.0 (with XNNPACK) ships inside this npm package.
+# The integrity is the registry's own value for this exact version: a different
+# tarball is refused.
+TFLITE_NPM       := tfjs-tflite-node@0.0.2
+TFLITE_INTEGRITY := sha512-Zed9biOz9lkWsekvPwdEmxXnsjXJnZO8iOV0s2Y20QU15cwiPedzFEBYiGbK7smYpkJpQNNY9SukoKmUi9bk9w==
+DEPS_DIR         := $(CURDIR)/third_party
+TFLITE_BUNDLED   := $(DEPS_DIR)/tflite
+
+# TFLITE_DIR may point at a user's own LiteRT / TensorFlow Lite build laid out as
+# $(TFLITE_DIR)/include/tensorflow/lite/c/c_api.h and $(TFLITE_DIR)/lib/libtensorflowlite_c.so.
+# By default it is the bundled runtime for the target architecture.
+TFLITE_DIR ?= $(TFLITE_BUNDLED)/linux_$(ARCH)
+export CGO_ENABLED := 1
+export CGO_CFLAGS  := -I$(TFLITE_DIR)/include $(CGO_CFLAGS)
+export CGO_LDFLAGS := -L$(TFLITE_DIR)/lib -Wl,-rpath,$(TFLITE_DIR)/lib $(CGO_LDFLAGS)
+
+GO_LDFLAGS := -X github.com/sightd/sightd/daemon/version.Version=$(VERSION)
+
+.PHONY: deps deps-apt deps-tflite deps-go build test test-short bench fmt vet generate run clean
+
+deps: deps-apt deps-tflite deps-go
+
+deps-apt:
+	@missing=""; \
+	for p in $(APT_PACKAGES); do \
+	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  echo "deps: installing Debian packages:$$missing"; \
+	  $(SUDO) apt-get update -qq; \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $$missing; \
+	else echo "deps: Debian packages present"; fi
+
+# Unpacks include/ and lib/ for amd64 and arm64 from the verified npm tarball.
+deps-tflite: $(TFLITE_BUNDLED)/.stamp
+	@test -f "$(TFLITE_DIR)/include/tensorflow/lite/c/c_api.h" || { echo "TFLITE_DIR=$(TFLITE_DIR): no include/tensorflow/lite/c/c_api.h" >&2; exit 1; }
+	@test -f "$(TFLITE_DIR)/lib/libtensorflowlite_c.so" || { echo "TFLITE_DIR=$(TFLITE_DIR): no lib/libtensorflowlite_c.so" >&2; exit 1; }
+	@echo "deps: TensorFlow Lite C runtime in $(TFLITE_DIR)"
+
+$(TFLITE_BUNDLED)/.stamp:
+	@command -v npm >/dev/null || { echo "deps: npm is needed to fetch $(TFLITE_NPM)" >&2; exit 1; }
+	rm -rf "$(DEPS_DIR)/npm" "$(TFLITE_BUNDLED)" && mkdir -p "$(DEPS_DIR)/npm"
+	cd "$(DEPS_DIR)/npm" && npm pack --silent $(TFLITE_NPM) >/dev/null
+	@tgz=$$(ls "$(DEPS_DIR)"/npm/*.tgz); \
+	got="sha512-$$(openssl dgst -sha512 -binary "$$tgz" | base64 -w0)"; \
+	if [ "$$got" != "$(TFLITE_INTEGRITY)" ]; then \
+	  echo "deps: $(TFLITE_NPM) integrity mismatch: got $$got" >&2; exit 1; fi; \
+	mkdir -p "$(DEPS_DIR)/npm/x" && tar -xzf "$$tgz" -C "$(DEPS_DIR)/npm/x"; \
+	for a in amd64 arm64; do \
+	  mkdir -p "$(TFLITE_BUNDLED)/linux_$$a/lib"; \
+	  cp -r "$(DEPS_DIR)/npm/x/package/cc_deps/include" "$(TFLITE_BUNDLED)/linux_$$a/include"; \
+	  cp "$(DEPS_DIR)"/npm/x/package/cc_deps/linux_$$a/*.so "$(TFLITE_BUNDLED)/linux_$$a/lib/"; \
+	done
+	rm -rf "$(DEPS_DIR)/npm"
+	touch $@
+
+deps-go:
+	$(GO) mod download
+
+build: deps-tflite
+	$(GO) build -trimpath -ldflags '$(GO_LDFLAGS)' -o bin/sightd ./daemon
+
+# The README's test command. Installs what it needs first.
+test: deps
+	$(GO) vet ./...
+	$(GO) test -count=1 -timeout 20m ./...
+
+bench: deps
+	$(GO) test -run '^$$' -bench . -benchmem -benchtime 3s ./quant/...
+
+generate:
+	$(GO) generate ./...
+
+fmt:
+	gofmt -w $$(git ls-files '*.go')
+
+run: build
+	@echo "sightd run: not yet; the daemon arrives with the pipeline. Try: bin/sightd version"
+
+clean:
+	rm -rf bin

@@ -1,0 +1,3 @@
+// Package ota fetches, verifies, stages, smoke-tests, activates and rolls back
+// signed model bundles.
+package ota

@@ -27,6 +27,9 @@ TFLITE_NPM       := tfjs-tflite-node@0.0.2
 TFLITE_INTEGRITY := sha512-Zed9biOz9lkWsekvPwdEmxXnsjXJnZO8iOV0s2Y20QU15cwiPedzFEBYiGbK7smYpkJpQNNY9SukoKmUi9bk9w==
 DEPS_DIR         := $(CURDIR)/third_party
 TFLITE_BUNDLED   := $(DEPS_DIR)/tflite
+FIXTURES_DIR     := $(DEPS_DIR)/fixtures
+FACE_NPM         := @mediapipe/face_detection@0.4.1657300184
+FACE_INTEGRITY   := sha512-k5aYtTf7av7GwD3C9T4LJB/okHK/uJwFQSOmJ9OHZMlwg7SdYVMolRgDlA962OU7fIBKsrOA7f7BzD2gpzcAKw==
 
 # TFLITE_DIR may point at a user's own LiteRT / TensorFlow Lite build laid out as
 # $(TFLITE_DIR)/include/tensorflow/lite/c/c_api.h and $(TFLITE_DIR)/lib/libtensorflowlite_c.so.
@@ -38,9 +41,9 @@ export CGO_LDFLAGS := -L$(TFLITE_DIR)/lib -Wl,-rpath,$(TFLITE_DIR)/lib $(CGO_LDF
 
 GO_LDFLAGS := -X github.com/sightd/sightd/daemon/version.Version=$(VERSION)
 
-.PHONY: deps deps-apt deps-tflite deps-go build test test-short bench fmt vet generate run clean
+.PHONY: deps deps-apt deps-tflite deps-fixtures deps-go build test test-short bench fmt vet generate run clean
 
-deps: deps-apt deps-tflite deps-go
+deps: deps-apt deps-tflite deps-fixtures deps-go
 
 deps-apt:
 	@missing=""; \
@@ -53,6 +56,18 @@ deps-apt:
 	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $$missing; \
 	else echo "deps: Debian packages present"; fi
 
+# npm-fetch PACKAGE@VERSION INTEGRITY DIR: npm pack into DIR/x, refusing a tarball
+# whose sha512 is not the pinned registry integrity.
+define npm-fetch
+	@command -v npm >/dev/null || { echo "deps: npm is needed to fetch $(1)" >&2; exit 1; }
+	rm -rf "$(3)" && mkdir -p "$(3)/x"
+	cd "$(3)" && npm pack --silent "$(1)" >/dev/null
+	@tgz=$$(ls "$(3)"/*.tgz); \
+	got="sha512-$$(openssl dgst -sha512 -binary "$$tgz" | base64 -w0)"; \
+	if [ "$$got" != "$(2)" ]; then echo "deps: $(1) integrity mismatch: got $$got" >&2; exit 1; fi; \
+	tar -xzf "$$tgz" -C "$(3)/x"
+endef
+
 # Unpacks include/ and lib/ for amd64 and arm64 from the verified npm tarball.
 deps-tflite: $(TFLITE_BUNDLED)/.stamp
 	@test -f "$(TFLITE_DIR)/include/tensorflow/lite/c/c_api.h" || { echo "TFLITE_DIR=$(TFLITE_DIR): no include/tensorflow/lite/c/c_api.h" >&2; exit 1; }
@@ -60,21 +75,25 @@ deps-tflite: $(TFLITE_BUNDLED)/.stamp
 	@echo "deps: TensorFlow Lite C runtime in $(TFLITE_DIR)"
 
 $(TFLITE_BUNDLED)/.stamp:
-	@command -v npm >/dev/null || { echo "deps: npm is needed to fetch $(TFLITE_NPM)" >&2; exit 1; }
-	rm -rf "$(DEPS_DIR)/npm" "$(TFLITE_BUNDLED)" && mkdir -p "$(DEPS_DIR)/npm"
-	cd "$(DEPS_DIR)/npm" && npm pack --silent $(TFLITE_NPM) >/dev/null
-	@tgz=$$(ls "$(DEPS_DIR)"/npm/*.tgz); \
-	got="sha512-$$(openssl dgst -sha512 -binary "$$tgz" | base64 -w0)"; \
-	if [ "$$got" != "$(TFLITE_INTEGRITY)" ]; then \
-	  echo "deps: $(TFLITE_NPM) integrity mismatch: got $$got" >&2; exit 1; fi; \
-	mkdir -p "$(DEPS_DIR)/npm/x" && tar -xzf "$$tgz" -C "$(DEPS_DIR)/npm/x"; \
+	$(call npm-fetch,$(TFLITE_NPM),$(TFLITE_INTEGRITY),$(DEPS_DIR)/npm-tflite)
+	rm -rf "$(TFLITE_BUNDLED)"
 	for a in amd64 arm64; do \
 	  mkdir -p "$(TFLITE_BUNDLED)/linux_$$a/lib"; \
-	  cp -r "$(DEPS_DIR)/npm/x/package/cc_deps/include" "$(TFLITE_BUNDLED)/linux_$$a/include"; \
-	  cp "$(DEPS_DIR)"/npm/x/package/cc_deps/linux_$$a/*.so "$(TFLITE_BUNDLED)/linux_$$a/lib/"; \
+	  cp -r "$(DEPS_DIR)/npm-tflite/x/package/cc_deps/include" "$(TFLITE_BUNDLED)/linux_$$a/include"; \
+	  cp "$(DEPS_DIR)"/npm-tflite/x/package/cc_deps/linux_$$a/*.so "$(TFLITE_BUNDLED)/linux_$$a/lib/"; \
 	done
-	rm -rf "$(DEPS_DIR)/npm"
+	rm -rf "$(DEPS_DIR)/npm-tflite"
 	touch $@
+
+# Test fixtures nobody here wrote: MediaPipe's float face detector (a foreign
+# .tflite for the binding's tests).
+deps-fixtures: $(FIXTURES_DIR)/face_detection_short_range.tflite
+
+$(FIXTURES_DIR)/face_detection_short_range.tflite:
+	$(call npm-fetch,$(FACE_NPM),$(FACE_INTEGRITY),$(DEPS_DIR)/npm-face)
+	mkdir -p "$(FIXTURES_DIR)"
+	cp "$(DEPS_DIR)/npm-face/x/package/face_detection_short_range.tflite" $@
+	rm -rf "$(DEPS_DIR)/npm-face"
 
 deps-go:
 	$(GO) mod download

@@ -81,12 +81,12 @@ type Interpreter struct {
 
 // NewInterpreter creates an interpreter for m. Delegates are applied here;
 // call AllocateTensors before the first Invoke.
-func NewInterpreter(m *Model, o Options) (ip *Interpreter, err error) {
+func NewInterpreter(m *Model, o Options) (_ *Interpreter, err error) {
 	cm, err := m.acquire()
 	if err != nil {
 		return nil, err
 	}
-	ip = &Interpreter{model: m}
+	ip := &Interpreter{model: m}
 	defer func() {
 		if err != nil {
 			ip.Close()

@@ -47,7 +47,7 @@ type Model struct {
 	mu   sync.Mutex
 	m    *C.TfLiteModel
 	data unsafe.Pointer // C copy of the bytes; the runtime does not copy them
-	refs int           // interpreters still open
+	refs int            // interpreters still open
 }
 
 // NewModel loads a model from its bytes (copied; the caller may reuse data).

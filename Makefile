@@ -28,6 +28,7 @@ TFLITE_INTEGRITY := sha512-Zed9biOz9lkWsekvPwdEmxXnsjXJnZO8iOV0s2Y20QU15cwiPedzF
 DEPS_DIR         := $(CURDIR)/third_party
 TFLITE_BUNDLED   := $(DEPS_DIR)/tflite
 FIXTURES_DIR     := $(DEPS_DIR)/fixtures
+OPENCV_DATA      := $(DEPS_DIR)/opencv-data
 FACE_NPM         := @mediapipe/face_detection@0.4.1657300184
 FACE_INTEGRITY   := sha512-k5aYtTf7av7GwD3C9T4LJB/okHK/uJwFQSOmJ9OHZMlwg7SdYVMolRgDlA962OU7fIBKsrOA7f7BzD2gpzcAKw==
 
@@ -87,13 +88,24 @@ $(TFLITE_BUNDLED)/.stamp:
 
 # Test fixtures nobody here wrote: MediaPipe's float face detector (a foreign
 # .tflite for the binding's tests).
-deps-fixtures: $(FIXTURES_DIR)/face_detection_short_range.tflite
+deps-fixtures: $(FIXTURES_DIR)/face_detection_short_range.tflite $(OPENCV_DATA)/.stamp
 
 $(FIXTURES_DIR)/face_detection_short_range.tflite:
 	$(call npm-fetch,$(FACE_NPM),$(FACE_INTEGRITY),$(DEPS_DIR)/npm-face)
 	mkdir -p "$(FIXTURES_DIR)"
 	cp "$(DEPS_DIR)/npm-face/x/package/face_detection_short_range.tflite" $@
 	rm -rf "$(DEPS_DIR)/npm-face"
+
+# Debian's opencv-doc ships real photos and a street video (vtest.avi); only its
+# examples/data folder is unpacked (22 MB of the package's 270 MB).
+$(OPENCV_DATA)/.stamp:
+	rm -rf "$(DEPS_DIR)/opencv-doc" "$(OPENCV_DATA)" && mkdir -p "$(DEPS_DIR)/opencv-doc"
+	cd "$(DEPS_DIR)/opencv-doc" && { apt-get download opencv-doc 2>/dev/null || { $(SUDO) apt-get update -qq && apt-get download opencv-doc; }; }
+	dpkg-deb --fsys-tarfile "$(DEPS_DIR)"/opencv-doc/opencv-doc_*.deb | \
+	  tar -x -C "$(DEPS_DIR)/opencv-doc" --wildcards './usr/share/doc/opencv-doc/examples/data/*'
+	mv "$(DEPS_DIR)/opencv-doc/usr/share/doc/opencv-doc/examples/data" "$(OPENCV_DATA)"
+	rm -rf "$(DEPS_DIR)/opencv-doc"
+	touch $@
 
 deps-go:
 	$(GO) mod download

@@ -13,5 +13,6 @@ require (
 	github.com/mattn/go-colorable v0.1.14 // indirect
 	github.com/mattn/go-isatty v0.0.20 // indirect
 	github.com/spf13/pflag v1.0.9 // indirect
+	gocv.io/x/gocv v0.31.0 // indirect
 	golang.org/x/sys v0.29.0 // indirect
 )

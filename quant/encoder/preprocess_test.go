@@ -1,0 +1,184 @@
+package encoder
+
+import (
+	"image"
+	"math"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"gocv.io/x/gocv"
+)
+
+// opencvData is Debian opencv-doc's examples/data, unpacked by `make deps`.
+func opencvData(t testing.TB, name string) string {
+	t.Helper()
+	dir := os.Getenv("SIGHTD_OPENCV_DATA")
+	if dir == "" {
+		dir = filepath.Join("..", "..", "third_party", "opencv-data")
+	}
+	p := filepath.Join(dir, name)
+	if _, err := os.Stat(p); err != nil {
+		t.Fatalf("real test image missing (run `make deps`, or set SIGHTD_OPENCV_DATA): %v", err)
+	}
+	return p
+}
+
+func readImage(t testing.TB, name string) gocv.Mat {
+	t.Helper()
+	m := gocv.IMRead(opencvData(t, name), gocv.IMReadColor)
+	if m.Empty() {
+		t.Fatalf("OpenCV could not decode %s", name)
+	}
+	t.Cleanup(func() { m.Close() })
+	return m
+}
+
+// Our crop-then-resize must land on the pixels of OpenCV's own
+// resize-then-centre-crop (dnn.BlobFromImage with crop=true), an independent
+// implementation of CLIP's preprocessing.
+func TestPreprocessMatchesBlobFromImage(t *testing.T) {
+	for _, name := range []string{"fruits.jpg", "butterfly.jpg", "messi5.jpg", "baboon.jpg"} {
+		t.Run(name, func(t *testing.T) {
+			img := readImage(t, name)
+			spec := ImageSpec{Width: 224, Height: 224, NCHW: true, Resize: CenterCrop,
+				Std: [3]float32{1, 1, 1}, Interp: gocv.InterpolationLinear}
+			p, err := NewPreprocessor(spec)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer p.Close()
+			got := make([]float32, 3*224*224)
+			if err := NewWriter(p, Quantizer[float32]{}).Write(got, img, image.Rect(0, 0, img.Cols(), img.Rows())); err != nil {
+				t.Fatal(err)
+			}
+
+			blob := gocv.BlobFromImage(img, 1.0/255, image.Pt(224, 224), gocv.NewScalar(0, 0, 0, 0), true, true)
+			defer blob.Close()
+			want, err := blob.DataPtrFloat32()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(want) != len(got) {
+				t.Fatalf("blob has %d values, ours %d", len(want), len(got))
+			}
+			// The two orders sample the source up to half a pixel apart
+			// (integer crop sizes), so allow small local differences but
+			// demand the same picture.
+			var sum, maxd float64
+			for i := range got {
+				d := math.Abs(float64(got[i] - want[i]))
+				sum += d
+				maxd = math.Max(maxd, d)
+			}
+			mean := sum / float64(len(got))
+			t.Logf("%s %dx%d: mean |diff| %.4f, max %.4f (of 1.0)", name, img.Cols(), img.Rows(), mean, maxd)
+			if mean > 2.0/255 {
+				t.Fatalf("mean difference %.4f > 2 levels: crop or channel order differs", mean)
+			}
+		})
+	}
+}
+
+func TestCropRect(t *testing.T) {
+	p, err := NewPreprocessor(ImageSpec{Width: 224, Height: 224, Std: [3]float32{1, 1, 1}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	cases := []struct{ in, want image.Rectangle }{
+		{image.Rect(0, 0, 1280, 720), image.Rect(280, 0, 1000, 720)},
+		{image.Rect(0, 0, 720, 1280), image.Rect(0, 280, 720, 1000)},
+		{image.Rect(10, 20, 110, 120), image.Rect(10, 20, 110, 120)},
+		{image.Rect(100, 50, 301, 100), image.Rect(175, 50, 225, 100)},
+	}
+	for _, c := range cases {
+		if got := p.CropRect(c.in); got != c.want {
+			t.Errorf("CropRect(%v) = %v, want %v", c.in, got, c.want)
+		}
+	}
+	p.spec.Resize = Squash
+	if got := p.CropRect(cases[0].in); got != cases[0].in {
+		t.Errorf("squash CropRect = %v", got)
+	}
+}
+
+func TestPreprocessQuantizesAndOrdersChannels(t *testing.T) {
+	// A solid BGR colour: every output value is known exactly.
+	frame := gocv.NewMatWithSizeFromScalar(gocv.NewScalar(10, 128, 250, 0), 48, 64, gocv.MatTypeCV8UC3)
+	defer frame.Close()
+	spec := ImageSpec{Width: 8, Height: 8, Resize: Squash,
+		Mean: [3]float32{0.5, 0.5, 0.5}, Std: [3]float32{0.25, 0.25, 0.25}}
+	p, err := NewPreprocessor(spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	const scale, zp = 0.05, -3
+	dst := make([]int8, 8*8*3)
+	if err := NewWriter(p, Quantizer[int8]{Scale: scale, ZeroPoint: zp}).Write(dst, frame, image.Rect(0, 0, 64, 48)); err != nil {
+		t.Fatal(err)
+	}
+	q := func(v float64) int8 {
+		x := math.Round(((v/255-0.5)/0.25)/scale) + zp
+		return int8(math.Max(-128, math.Min(127, x)))
+	}
+	want := [3]int8{q(250), q(128), q(10)} // RGB from BGR
+	for i := 0; i < 64; i++ {
+		for c := 0; c < 3; c++ {
+			if dst[i*3+c] != want[c] {
+				t.Fatalf("pixel %d channel %d = %d, want %d", i, c, dst[i*3+c], want[c])
+			}
+		}
+	}
+}
+
+func TestPreprocessBadInput(t *testing.T) {
+	if _, err := NewPreprocessor(ImageSpec{Width: 0, Height: 224, Std: [3]float32{1, 1, 1}}); err == nil {
+		t.Error("width 0 accepted")
+	}
+	if _, err := NewPreprocessor(ImageSpec{Width: 4, Height: 4, Std: [3]float32{1, 0, 1}}); err == nil {
+		t.Error("std 0 accepted")
+	}
+	p, _ := NewPreprocessor(ImageSpec{Width: 4, Height: 4, Std: [3]float32{1, 1, 1}})
+	defer p.Close()
+	w := NewWriter(p, Quantizer[uint8]{Scale: 1.0 / 255})
+	frame := gocv.NewMatWithSize(10, 10, gocv.MatTypeCV8UC3)
+	defer frame.Close()
+	grey := gocv.NewMatWithSize(10, 10, gocv.MatTypeCV8UC1)
+	defer grey.Close()
+	empty := gocv.NewMat()
+	defer empty.Close()
+	dst := make([]uint8, 48)
+	for name, err := range map[string]error{
+		"outside":   w.Write(dst, frame, image.Rect(5, 5, 20, 20)),
+		"empty":     w.Write(dst, frame, image.Rect(3, 3, 3, 9)),
+		"grey":      w.Write(dst, grey, image.Rect(0, 0, 10, 10)),
+		"no frame":  w.Write(dst, empty, image.Rect(0, 0, 10, 10)),
+		"short dst": w.Write(dst[:5], frame, image.Rect(0, 0, 10, 10)),
+	} {
+		if err == nil {
+			t.Errorf("%s: no error", name)
+		}
+	}
+}
+
+func BenchmarkPreprocess720p(b *testing.B) {
+	frame := gocv.NewMatWithSize(720, 1280, gocv.MatTypeCV8UC3)
+	defer frame.Close()
+	gocv.RandU(&frame, gocv.NewScalar(0, 0, 0, 0), gocv.NewScalar(255, 255, 255, 0))
+	p, err := NewPreprocessor(ImageSpec{Width: 224, Height: 224, Std: [3]float32{0.27, 0.26, 0.28}, Mean: [3]float32{0.48, 0.46, 0.41}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer p.Close()
+	w := NewWriter(p, Quantizer[int8]{Scale: 0.02, ZeroPoint: 0})
+	dst := make([]int8, 224*224*3)
+	r := image.Rect(0, 0, 1280, 720)
+	b.ReportAllocs()
+	for b.Loop() {
+		if err := w.Write(dst, frame, r); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

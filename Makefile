@@ -121,7 +121,9 @@ test: deps
 bench: deps
 	$(GO) test -run '^$$' -bench . -benchmem -benchtime 3s ./quant/...
 
+# Regenerates the flatbuffers code of quant/modelgen (checked in; needs flatc).
 generate:
+	@command -v flatc >/dev/null || $(SUDO) apt-get install -y -qq flatbuffers-compiler
 	$(GO) generate ./...
 
 fmt:

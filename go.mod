@@ -3,16 +3,16 @@ module github.com/sightd/sightd
 go 1.26
 
 require (
+	github.com/google/flatbuffers v2.0.8+incompatible
 	github.com/rs/zerolog v1.35.1
 	github.com/spf13/cobra v1.10.2
+	gocv.io/x/gocv v0.31.0
 )
 
 require (
-	github.com/google/flatbuffers v2.0.8+incompatible // indirect
 	github.com/inconshreveable/mousetrap v1.1.0 // indirect
 	github.com/mattn/go-colorable v0.1.14 // indirect
 	github.com/mattn/go-isatty v0.0.20 // indirect
 	github.com/spf13/pflag v1.0.9 // indirect
-	gocv.io/x/gocv v0.31.0 // indirect
 	golang.org/x/sys v0.29.0 // indirect
 )

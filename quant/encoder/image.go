@@ -1,0 +1,183 @@
+package encoder
+
+import (
+	"fmt"
+	"image"
+	"slices"
+
+	"gocv.io/x/gocv"
+
+	"github.com/sightd/sightd/quant/tflite"
+)
+
+// regionWriter preprocesses one region into slot i of the input tensor.
+type regionWriter interface {
+	write(frame gocv.Mat, r image.Rectangle, slot int) error
+}
+
+type typedInput[T int8 | uint8 | float32] struct {
+	t   *tflite.Tensor
+	w   *Writer[T]
+	per int // values per image
+}
+
+func (in *typedInput[T]) write(frame gocv.Mat, r image.Rectangle, slot int) error {
+	// The view is taken per call: cheap, and always valid after a re-allocation.
+	v, err := tflite.View[T](in.t)
+	if err != nil {
+		return err
+	}
+	if (slot+1)*in.per > len(v) {
+		return fmt.Errorf("encoder: batch slot %d outside the input tensor", slot)
+	}
+	return in.w.Write(v[slot*in.per:(slot+1)*in.per], frame, r)
+}
+
+// Image is the image tower: regions of a frame in, unit vectors out. It owns
+// its interpreter and is not safe for concurrent use; give each camera
+// pipeline its own (they may share the Model).
+type Image struct {
+	ip  *tflite.Interpreter
+	pre *Preprocessor
+	in  regionWriter
+	out *output
+	// batch is the input's current batch size. With DynamicBatch the input
+	// is resized to the number of regions (re-allocating only when that
+	// number changes); otherwise regions run one at a time.
+	batch        int
+	dynamicBatch bool
+}
+
+// ImageConfig configures an image tower.
+type ImageConfig struct {
+	Spec ImageSpec
+	// DynamicBatch: the model accepts any batch size (its manifest says -1),
+	// so several regions run in one invoke.
+	DynamicBatch bool
+	Runtime      tflite.Options
+}
+
+// NewImage builds the image tower on m. The input tensor must be NHWC (or NCHW
+// when the spec says so) with 3 channels and the spec's size.
+func NewImage(m *tflite.Model, cfg ImageConfig) (_ *Image, err error) {
+	ip, err := tflite.NewInterpreter(m, cfg.Runtime)
+	if err != nil {
+		return nil, err
+	}
+	e := &Image{ip: ip, batch: 1, dynamicBatch: cfg.DynamicBatch}
+	defer func() {
+		if err != nil {
+			e.Close()
+		}
+	}()
+	if err := ip.AllocateTensors(); err != nil {
+		return nil, err
+	}
+	if e.pre, err = NewPreprocessor(cfg.Spec); err != nil {
+		return nil, err
+	}
+	t := ip.Input(0)
+	if t == nil {
+		return nil, fmt.Errorf("encoder: image model has no input")
+	}
+	want := []int{1, cfg.Spec.Height, cfg.Spec.Width, 3}
+	if cfg.Spec.NCHW {
+		want = []int{1, 3, cfg.Spec.Height, cfg.Spec.Width}
+	}
+	if got := t.Shape(); !slices.Equal(got, want) {
+		return nil, fmt.Errorf("encoder: image input %q has shape %v, the spec says %v", t.Name(), got, want)
+	}
+	scale, zp := t.Quantization()
+	per := t.NumElements()
+	switch t.Type() {
+	case tflite.Int8:
+		e.in = &typedInput[int8]{t: t, per: per, w: NewWriter(e.pre, Quantizer[int8]{Scale: scale, ZeroPoint: zp})}
+	case tflite.UInt8:
+		e.in = &typedInput[uint8]{t: t, per: per, w: NewWriter(e.pre, Quantizer[uint8]{Scale: scale, ZeroPoint: zp})}
+	case tflite.Float32:
+		e.in = &typedInput[float32]{t: t, per: per, w: NewWriter(e.pre, Quantizer[float32]{})}
+	default:
+		return nil, fmt.Errorf("encoder: image input %q is %s; want int8, uint8 or float32", t.Name(), t.Type())
+	}
+	if (t.Type() == tflite.Int8 || t.Type() == tflite.UInt8) && scale == 0 {
+		return nil, fmt.Errorf("encoder: image input %q is %s without quantisation parameters", t.Name(), t.Type())
+	}
+	if e.out, err = newOutput(ip.Output(0)); err != nil {
+		return nil, err
+	}
+	return e, nil
+}
+
+// Dim is the embedding dimension.
+func (e *Image) Dim() int { return e.out.dim }
+
+// Preprocessor exposes the crop geometry (for drawing what the model saw).
+func (e *Image) Preprocessor() *Preprocessor { return e.pre }
+
+// Encode embeds each region of frame (8-bit BGR, as OpenCV decodes) into dst,
+// which holds len(regions)*Dim() values: one unit vector per region, in
+// order. Steady-state calls do not allocate.
+func (e *Image) Encode(frame gocv.Mat, regions []image.Rectangle, dst []float32) error {
+	if len(dst) != len(regions)*e.out.dim {
+		return fmt.Errorf("encoder: destination holds %d values, want %d regions x %d", len(dst), len(regions), e.out.dim)
+	}
+	if !e.dynamicBatch {
+		for i, r := range regions {
+			if err := e.run(frame, regions[i:i+1], dst[i*e.out.dim:(i+1)*e.out.dim]); err != nil {
+				return fmt.Errorf("region %d %v: %w", i, r, err)
+			}
+		}
+		return nil
+	}
+	if len(regions) != e.batch && len(regions) > 0 {
+		if err := e.resizeBatch(len(regions)); err != nil {
+			return err
+		}
+	}
+	return e.run(frame, regions, dst)
+}
+
+func (e *Image) resizeBatch(n int) error {
+	sp := e.pre.spec
+	shape := []int{n, sp.Height, sp.Width, 3}
+	if sp.NCHW {
+		shape = []int{n, 3, sp.Height, sp.Width}
+	}
+	if err := e.ip.ResizeInput(0, shape); err != nil {
+		return fmt.Errorf("encoder: batch of %d: %w", n, err)
+	}
+	if err := e.ip.AllocateTensors(); err != nil {
+		return fmt.Errorf("encoder: batch of %d: %w", n, err)
+	}
+	e.batch = n
+	return nil
+}
+
+func (e *Image) run(frame gocv.Mat, regions []image.Rectangle, dst []float32) error {
+	for i, r := range regions {
+		if err := e.in.write(frame, r, i); err != nil {
+			return err
+		}
+	}
+	if err := e.ip.Invoke(); err != nil {
+		return err
+	}
+	return e.out.read(dst, len(regions))
+}
+
+// Accelerators says what runs the tower ("xnnpack", "edgetpu", "cpu").
+func (e *Image) Accelerators() []string { return e.ip.Accelerators() }
+
+// Close frees the interpreter and the scratch images.
+func (e *Image) Close() error {
+	if e.pre != nil {
+		e.pre.Close()
+		e.pre = nil
+	}
+	if e.ip != nil {
+		err := e.ip.Close()
+		e.ip = nil
+		return err
+	}
+	return nil
+}

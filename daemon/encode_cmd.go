@@ -12,6 +12,7 @@ import (
 	"text/tabwriter"
 
 	"github.com/spf13/cobra"
+	"golang.org/x/text/unicode/norm"
 
 	"github.com/sightd/sightd/quant/bundle"
 	"github.com/sightd/sightd/quant/encoder"
@@ -294,7 +295,7 @@ func newTokenizeCmd() *cobra.Command {
 		Short: "Print the CLIP token ids of each text, one line per text",
 		Args:  cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			cfg := tokenizer.Config{Merges: merges, ContextLength: context}
+			cfg := tokenizer.Config{Merges: merges, ContextLength: context, Normalize: norm.NFC.String}
 			if (vocab == "") == (bundlePath == "") {
 				return errors.New("give exactly one of --vocab and --bundle")
 			}
@@ -306,7 +307,7 @@ func newTokenizeCmd() *cobra.Command {
 				defer b.Close()
 				tm := b.Manifest.Tokenizer
 				vocab = b.Path(tm.File)
-				cfg = tokenizer.Config{Merges: tm.Merges, ContextLength: tm.ContextLength}
+				cfg = tokenizer.Config{Merges: tm.Merges, ContextLength: tm.ContextLength, Normalize: norm.NFC.String}
 			}
 			tok, err := tokenizer.LoadFile(vocab, cfg)
 			if err != nil {

@@ -7,6 +7,7 @@ import (
 	"math"
 
 	"gocv.io/x/gocv"
+	"golang.org/x/text/unicode/norm"
 
 	"github.com/sightd/sightd/quant/bundle"
 	"github.com/sightd/sightd/quant/tflite"
@@ -41,6 +42,7 @@ func Load(b *bundle.Bundle) (_ *Towers, err error) {
 	}
 	if t.tok, err = tokenizer.LoadFile(b.Path(m.Tokenizer.File), tokenizer.Config{
 		Merges: m.Tokenizer.Merges, ContextLength: m.Tokenizer.ContextLength,
+		Normalize: norm.NFC.String, // what CLIP's ftfy does to the text
 	}); err != nil {
 		return nil, fmt.Errorf("encoder: bundle %s tokenizer: %w", m.Name, err)
 	}

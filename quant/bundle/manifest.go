@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io/fs"
 	"math"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -210,8 +211,18 @@ func (m *Manifest) Marshal() ([]byte, error) {
 	if err := enc.Encode(m); err != nil {
 		return nil, fmt.Errorf("bundle: encode manifest: %w", err)
 	}
-	return b.Bytes(), nil
+	return numberArrays.ReplaceAllFunc(b.Bytes(), func(a []byte) []byte {
+		inner := bytes.TrimSpace(a[1 : len(a)-1])
+		return append(append([]byte("["), spaces.ReplaceAll(inner, []byte(" "))...), ']')
+	}), nil
 }
+
+// Arrays of numbers (shapes, means, probe vectors) go on one line each, so a
+// manifest with 512-value probes stays readable.
+var (
+	numberArrays = regexp.MustCompile(`\[\s*-?[0-9][-+0-9.eE,\s]*\]`)
+	spaces       = regexp.MustCompile(`\s+`)
+)
 
 // Validate checks every rule of the manifest format and reports all
 // problems at once, wrapping ErrInvalid.

@@ -319,20 +319,13 @@ func TestParseBrokenJSON(t *testing.T) {
 		{"float32 overflow", `0.4815`, `1e39`, []string{
 			"image.input.mean[0]: 1e39 is out of range",
 		}},
-		{"object for array", `"shape": [
-        1,
-        77
-      ]`, `"shape": {"batch": 1}`, []string{
+		{"object for array", `"shape": [1, 77]`, `"shape": {"batch": 1}`, []string{
 			"text.input.shape: want an array, got an object",
 		}},
 		{"null for a number", `"merges": 48894`, `"merges": null`, []string{
 			"tokenizer.merges: want an integer, got null",
 		}},
-		{"string element", `"shape": [
-        1,
-        224,`, `"shape": [
-        1,
-        "224",`, []string{
+		{"string element", `"shape": [1, 224,`, `"shape": [1, "224",`, []string{
 			`image.input.shape[1]: want an integer, got the string "224"`,
 		}},
 		{"wrong type and bad value", `"tower": "text"`, `"tower": 7, "min_cosine": 0, "min_cosine": 0.5`, []string{
@@ -353,7 +346,7 @@ func TestParseBrokenJSON(t *testing.T) {
 			"manifest: invalid JSON on line 4: invalid character '\"' after object key:value pair",
 		}},
 		{"trailing data", "\n}\n", "\n} {}\n", []string{
-			"manifest: invalid JSON on line 94: invalid character '{' after top-level value",
+			"manifest: invalid JSON on line 62: invalid character '{' after top-level value",
 		}},
 	}
 	for _, c := range cases {

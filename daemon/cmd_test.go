@@ -2,11 +2,14 @@ package main
 
 import (
 	"bytes"
+	"encoding/json"
+	"math"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
+	"github.com/sightd/sightd/quant/modelgen/demo"
 	"github.com/sightd/sightd/quant/tflite"
 )
 
@@ -60,5 +63,122 @@ func TestTokenizeCommand(t *testing.T) {
 	}
 	if _, err := run(t, "tokenize", "--vocab", filepath.Join(t.TempDir(), "none.gz"), "a dog"); err == nil {
 		t.Fatal("tokenize with a missing vocabulary succeeded")
+	}
+}
+
+// demoBundle writes the generated demo bundle into a temporary directory.
+func demoBundle(t *testing.T) string {
+	t.Helper()
+	dir := filepath.Join(t.TempDir(), "demo")
+	if err := demo.Build(dir, demo.Options{}); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
+func opencvPhoto(t *testing.T, name string) string {
+	t.Helper()
+	dir := os.Getenv("SIGHTD_OPENCV_DATA")
+	if dir == "" {
+		dir = filepath.Join("..", "third_party", "opencv-data")
+	}
+	p := filepath.Join(dir, name)
+	if _, err := os.Stat(p); err != nil {
+		t.Fatalf("real photo missing (run `make deps`): %v", err)
+	}
+	return p
+}
+
+// The seed's demo, on real photos nobody here wrote: each rule scores
+// highest on the photo that shows its concept.
+func TestSimilarityCommandOnRealPhotos(t *testing.T) {
+	b := demoBundle(t)
+	photos := []string{opencvPhoto(t, "orange.jpg"), opencvPhoto(t, "home.jpg"), opencvPhoto(t, "LinuxLogo.jpg")}
+	texts := []string{"something orange", "a blue sky", "a dark scene"}
+	args := []string{"similarity", "--bundle", b, "--json"}
+	for _, p := range photos {
+		args = append(args, "--image", p)
+	}
+	for _, s := range texts {
+		args = append(args, "--text", s)
+	}
+	out, err := run(t, args...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var res struct {
+		Items []struct {
+			Kind   string    `json:"kind"`
+			Vector []float32 `json:"vector"`
+		} `json:"items"`
+		Similarity [][]float64          `json:"similarity"`
+		Probs      map[string][]float64 `json:"text_probabilities"`
+	}
+	if err := json.Unmarshal([]byte(out), &res); err != nil {
+		t.Fatalf("%v in\n%s", err, out)
+	}
+	if len(res.Items) != 6 || len(res.Similarity) != 6 || len(res.Probs) != 3 {
+		t.Fatalf("want 6 items, a 6x6 matrix and 3 probability rows:\n%s", out)
+	}
+	for i := range photos {
+		for j := range texts {
+			s := res.Similarity[i][3+j]
+			if i == j && s < 0.7 {
+				t.Errorf("%q on %s: %.3f, want >= 0.7", texts[j], filepath.Base(photos[i]), s)
+			}
+			if i != j && s > 0.3 {
+				t.Errorf("%q on %s: %.3f, want <= 0.3", texts[j], filepath.Base(photos[i]), s)
+			}
+		}
+		if p := res.Probs[photos[i]]; p[i] < 0.99 {
+			t.Errorf("%s: P(%q) = %.3f", filepath.Base(photos[i]), texts[i], p[i])
+		}
+	}
+
+	table, err := run(t, append(args[:3:3], args[4:]...)...) // without --json
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"cosine", "orange.jpg", `"a dark scene"`, "P(text|image)"} {
+		if !strings.Contains(table, want) {
+			t.Errorf("table lacks %q:\n%s", want, table)
+		}
+	}
+}
+
+func TestEncodeCommand(t *testing.T) {
+	b := demoBundle(t)
+	out, err := run(t, "encode", "--bundle", b, "--image", opencvPhoto(t, "fruits.jpg"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var res struct {
+		Model   string    `json:"model"`
+		Version int64     `json:"version"`
+		Kind    string    `json:"kind"`
+		Vector  []float32 `json:"vector"`
+	}
+	if err := json.Unmarshal([]byte(out), &res); err != nil {
+		t.Fatal(err)
+	}
+	var norm float64
+	for _, x := range res.Vector {
+		norm += float64(x) * float64(x)
+	}
+	if res.Model != demo.Name || res.Kind != "image" || len(res.Vector) != demo.Dim || math.Abs(norm-1) > 1e-4 {
+		t.Fatalf("encode printed %+v (norm² %v)", res, norm)
+	}
+
+	for name, args := range map[string][]string{
+		"no input":      {"encode", "--bundle", b},
+		"both inputs":   {"encode", "--bundle", b, "--image", "x.jpg", "--text", "x"},
+		"no bundle":     {"encode", "--text", "x"},
+		"bad bundle":    {"encode", "--bundle", t.TempDir(), "--text", "x"},
+		"missing image": {"encode", "--bundle", b, "--image", filepath.Join(t.TempDir(), "none.jpg")},
+		"one input":     {"similarity", "--bundle", b, "--text", "x"},
+	} {
+		if _, err := run(t, args...); err == nil {
+			t.Errorf("%s: no error", name)
+		}
 	}
 }

@@ -85,9 +85,12 @@ func (b *Baseline) Update(x float64) {
 	b.varc = (1 - a) * (b.varc + a*d*d)
 }
 
+// Warm reports whether enough scores have been seen to trust the baseline.
+func (b *Baseline) Warm() bool { return b.n >= baselineWarmup }
+
 // Mean is the usual score, NaN until warm.
 func (b *Baseline) Mean() float64 {
-	if b.n < baselineWarmup {
+	if !b.Warm() {
 		return math.NaN()
 	}
 	return b.mean
@@ -95,7 +98,7 @@ func (b *Baseline) Mean() float64 {
 
 // Z says how unusual x is for this camera; 0 until warm.
 func (b *Baseline) Z(x float64) float64 {
-	if b.n < baselineWarmup {
+	if !b.Warm() {
 		return 0
 	}
 	// A floor on the deviation: a perfectly still view must not make every

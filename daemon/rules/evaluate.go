@@ -1,0 +1,204 @@
+package rules
+
+import (
+	"fmt"
+	"math"
+	"slices"
+	"time"
+)
+
+// Compiled is a rule with its concept for one model.
+type Compiled struct {
+	Rule    *Rule
+	Concept *Concept
+	pos     int   // row of the positive vector
+	negs    []int // rows of the negatives
+}
+
+// Set is every rule of one model version, compiled, with the shared
+// background vectors: all of them rows of one matrix, so that a frame's
+// regions are scored against everything in one pass.
+type Set struct {
+	ModelVersion int64
+	LogitScale   float64
+	Rules        []*Compiled
+	dim          int
+	rows         [][]float32 // positives, negatives, then backgrounds
+	bgs          []int
+}
+
+// NewSet lays out the rules' and backgrounds' vectors (all of dimension dim).
+func NewSet(modelVersion int64, logitScale float64, dim int, rules []*Compiled, backgrounds [][]float32) (*Set, error) {
+	s := &Set{ModelVersion: modelVersion, LogitScale: logitScale, dim: dim}
+	add := func(v []float32) (int, error) {
+		if len(v) != dim {
+			return 0, fmt.Errorf("rules: vector of %d values in a set of dimension %d", len(v), dim)
+		}
+		s.rows = append(s.rows, v)
+		return len(s.rows) - 1, nil
+	}
+	var err error
+	for _, c := range rules {
+		cc := &Compiled{Rule: c.Rule, Concept: c.Concept}
+		if cc.pos, err = add(c.Concept.Positive); err != nil {
+			return nil, fmt.Errorf("rule %s: %w", c.Rule.ID, err)
+		}
+		for _, n := range c.Concept.Negatives {
+			i, err := add(n)
+			if err != nil {
+				return nil, fmt.Errorf("rule %s: %w", c.Rule.ID, err)
+			}
+			cc.negs = append(cc.negs, i)
+		}
+		s.Rules = append(s.Rules, cc)
+	}
+	for _, b := range backgrounds {
+		i, err := add(b)
+		if err != nil {
+			return nil, fmt.Errorf("background: %w", err)
+		}
+		s.bgs = append(s.bgs, i)
+	}
+	return s, nil
+}
+
+// Dim is the embedding dimension.
+func (s *Set) Dim() int { return s.dim }
+
+// Rows is the number of vectors regions are scored against.
+func (s *Set) Rows() int { return len(s.rows) }
+
+// scoreAll fills scores[r*Rows()+k] with the cosine of region r and row k.
+// The vectors are unit length, so the cosine is the dot product.
+func (s *Set) scoreAll(regions []float32, n int, scores []float32) {
+	d := s.dim
+	for r := 0; r < n; r++ {
+		x := regions[r*d : (r+1)*d]
+		out := scores[r*len(s.rows) : (r+1)*len(s.rows)]
+		for k, v := range s.rows {
+			var dot float32
+			for i := range x {
+				dot += x[i] * v[i]
+			}
+			out[k] = dot
+		}
+	}
+}
+
+// Result is one rule's outcome on one frame.
+type Result struct {
+	Rule     *Rule
+	Score    Score   // of the best region
+	Baseline float64 // the camera's usual raw score for the rule (NaN while learning)
+	Learning bool    // the baseline is still warming up: no decision yet
+	Decision Decision
+}
+
+type ruleState struct {
+	decider  *Decider
+	baseline Baseline
+}
+
+// Camera evaluates a Set on one camera's frames, keeping each rule's
+// decider and baseline. Not safe for concurrent use: the camera's pipeline
+// owns it.
+type Camera struct {
+	Name    string
+	set     *Set
+	state   map[string]*ruleState
+	scores  []float32
+	negs    []float64
+	bgs     []float64
+	results []Result
+}
+
+// NewCamera starts evaluating set on the camera called name.
+func NewCamera(name string, set *Set) *Camera {
+	c := &Camera{Name: name, state: map[string]*ruleState{}}
+	c.SetRules(set)
+	return c
+}
+
+// SetRules switches to another set (rules changed, or a new model). A rule
+// whose settings did not change keeps its state and baseline; the baseline
+// is dropped when the model changes, because scores of two models differ.
+func (c *Camera) SetRules(set *Set) {
+	newModel := c.set != nil && c.set.ModelVersion != set.ModelVersion
+	keep := map[string]*ruleState{}
+	for _, r := range set.Rules {
+		if st, ok := c.state[r.Rule.ID]; ok && !newModel && sameDecision(st.decider, r.Rule) {
+			keep[r.Rule.ID] = st
+			continue
+		}
+		keep[r.Rule.ID] = &ruleState{decider: NewDecider(r.Rule)}
+	}
+	c.set, c.state = set, keep
+}
+
+func sameDecision(d *Decider, r *Rule) bool {
+	n := NewDecider(r)
+	return d.on == n.on && d.off == n.off && d.n == n.n && d.m == n.m && d.kind == n.kind && d.cooldown == n.cooldown
+}
+
+// watches reports whether rule r applies to this camera.
+func (c *Camera) watches(r *Rule) bool {
+	return r.IsEnabled() && (len(r.Cameras) == 0 || slices.Contains(r.Cameras, c.Name))
+}
+
+// Evaluate scores n regions (n*Dim() values of unit vectors, as the image
+// encoder writes them) taken at t, and returns each watching rule's result.
+// The returned slice is reused by the next call.
+func (c *Camera) Evaluate(t time.Time, regions []float32, n int) ([]Result, error) {
+	s := c.set
+	if len(regions) != n*s.dim {
+		return nil, fmt.Errorf("rules: %d values for %d regions of dimension %d", len(regions), n, s.dim)
+	}
+	if need := n * len(s.rows); cap(c.scores) < need {
+		c.scores = make([]float32, need)
+	}
+	scores := c.scores[:n*len(s.rows)]
+	s.scoreAll(regions, n, scores)
+
+	c.results = c.results[:0]
+	for _, r := range s.Rules {
+		if !c.watches(r.Rule) {
+			continue
+		}
+		st := c.state[r.Rule.ID]
+		base := st.baseline.Mean()
+		best := Score{Calibrated: math.Inf(-1), Raw: math.Inf(-1)}
+		for reg := 0; reg < n; reg++ {
+			row := scores[reg*len(s.rows) : (reg+1)*len(s.rows)]
+			c.negs, c.bgs = c.negs[:0], c.bgs[:0]
+			for _, k := range r.negs {
+				c.negs = append(c.negs, float64(row[k]))
+			}
+			for _, k := range s.bgs {
+				c.bgs = append(c.bgs, float64(row[k]))
+			}
+			raw := float64(row[r.pos])
+			p, margin := Calibrate(raw, c.negs, c.bgs, base, s.LogitScale)
+			if p > best.Calibrated || (p == best.Calibrated && raw > best.Raw) {
+				best = Score{Raw: raw, Calibrated: p, Margin: margin, Region: reg}
+			}
+		}
+		if n == 0 {
+			continue
+		}
+		if !st.baseline.Warm() {
+			// The first frames teach the camera's usual view; deciding before
+			// that would fire on every view that happens to score high.
+			st.baseline.Update(best.Raw)
+			c.results = append(c.results, Result{Rule: r.Rule, Score: best, Baseline: base, Learning: true})
+			continue
+		}
+		best.Z = st.baseline.Z(best.Raw)
+		wasOn := st.decider.On()
+		dec := st.decider.Observe(t, best.Calibrated)
+		if !wasOn && !dec.On {
+			st.baseline.Update(best.Raw)
+		}
+		c.results = append(c.results, Result{Rule: r.Rule, Score: best, Baseline: base, Decision: dec})
+	}
+	return c.results, nil
+}

@@ -17,13 +17,13 @@ var benchRuntime = tflite.Options{Threads: 2, XNNPACK: true}
 
 // benchImage is the foundation's benchmark encoder (MobileNetV2-like, int8,
 // 224x224x3 -> 512) behind the full image path.
-func benchImage(b *testing.B) *Image {
+func benchImage(b *testing.B, batched bool) *Image {
 	b.Helper()
 	g, err := modelgen.MobileNetV2Like(modelgen.MobileNetV2Options{Seed: 7, Precision: modelgen.Int8Full})
 	if err != nil {
 		b.Fatal(err)
 	}
-	e, err := NewImage(buildModel(b, g), ImageConfig{Spec: clipSpec, Runtime: benchRuntime})
+	e, err := NewImage(buildModel(b, g), ImageConfig{Spec: clipSpec, Runtime: benchRuntime, DynamicBatch: batched})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -42,12 +42,16 @@ func benchFrame(b *testing.B) gocv.Mat {
 // crop, resize, quantise, invoke, dequantise, normalise. Compare with
 // BenchmarkImageInvokeOnly for the share that is not the model.
 func BenchmarkImageEncode(b *testing.B) {
-	e := benchImage(b)
 	frame := benchFrame(b)
 	all := []image.Rectangle{image.Rect(0, 0, 1280, 720), image.Rect(0, 0, 640, 360),
 		image.Rect(640, 0, 1280, 360), image.Rect(0, 360, 640, 720), image.Rect(500, 200, 800, 600)}
-	for _, n := range []int{1, 5} {
-		b.Run(fmt.Sprintf("regions=%d", n), func(b *testing.B) {
+	for _, c := range []struct {
+		n       int
+		batched bool
+	}{{1, false}, {5, false}, {5, true}} {
+		n := c.n
+		b.Run(fmt.Sprintf("regions=%d/batched=%v", n, c.batched), func(b *testing.B) {
+			e := benchImage(b, c.batched)
 			regions := all[:n]
 			dst := make([]float32, n*e.Dim())
 			b.ReportAllocs()
@@ -63,7 +67,7 @@ func BenchmarkImageEncode(b *testing.B) {
 
 // BenchmarkImageInvokeOnly is the model alone, same interpreter settings.
 func BenchmarkImageInvokeOnly(b *testing.B) {
-	e := benchImage(b)
+	e := benchImage(b, false)
 	b.ReportAllocs()
 	for b.Loop() {
 		if err := e.ip.Invoke(); err != nil {
@@ -75,7 +79,7 @@ func BenchmarkImageInvokeOnly(b *testing.B) {
 // BenchmarkImageOverhead is everything but the invoke for one region:
 // preprocessing of a 1280x720 frame plus dequantise and normalise.
 func BenchmarkImageOverhead(b *testing.B) {
-	e := benchImage(b)
+	e := benchImage(b, false)
 	frame := benchFrame(b)
 	r := image.Rect(0, 0, 1280, 720)
 	dst := make([]float32, e.Dim())

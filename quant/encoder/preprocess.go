@@ -105,12 +105,17 @@ func (p *Preprocessor) CropRect(r image.Rectangle) image.Rectangle {
 // centerCrop follows OpenCV's dnn.blobFromImage(crop=true), so that the
 // model sees exactly the pixels OpenCV's reference would give it: scale by
 // f = max(W/w, H/h) so the region covers the input, then cut the centre.
+// OpenCV rounds the scaled size half to even (cvRound).
 func (p *Preprocessor) centerCrop(r image.Rectangle) (f float64, l layout) {
 	W, H := p.spec.Width, p.spec.Height
 	f = math.Max(float64(W)/float64(r.Dx()), float64(H)/float64(r.Dy()))
-	w := int(math.Round(float64(r.Dx()) * f))
-	h := int(math.Round(float64(r.Dy()) * f))
-	return f, layout{stride: w, ox: (w - W) / 2, oy: (h - H) / 2}
+	w := int(math.RoundToEven(float64(r.Dx()) * f))
+	h := int(math.RoundToEven(float64(r.Dy()) * f))
+	return f, cropLayout(w, h, W, H)
+}
+
+func cropLayout(w, h, W, H int) layout {
+	return layout{stride: w, ox: (w - W) / 2, oy: (h - H) / 2}
 }
 
 // resize scales region r of frame (8-bit, 3 channels, BGR) into p.resized
@@ -129,11 +134,12 @@ func (p *Preprocessor) resize(frame gocv.Mat, r image.Rectangle) ([]uint8, layou
 	if p.spec.Resize == Squash {
 		gocv.Resize(view, &p.resized, image.Pt(p.spec.Width, p.spec.Height), 0, 0, p.spec.Interp)
 	} else {
-		var f float64
-		f, l = p.centerCrop(r)
+		f, _ := p.centerCrop(r)
 		// The size follows from f, as in OpenCV's reference; the scratch Mat is
 		// only reallocated when a region of another aspect ratio comes along.
+		// The layout is taken from the Mat OpenCV made, not from our arithmetic.
 		gocv.Resize(view, &p.resized, image.Point{}, f, f, p.spec.Interp)
+		l = cropLayout(p.resized.Cols(), p.resized.Rows(), p.spec.Width, p.spec.Height)
 	}
 	if p.resized.Cols() < l.ox+p.spec.Width || p.resized.Rows() < l.oy+p.spec.Height {
 		return nil, layout{}, fmt.Errorf("%w: region %v is too small to resize", ErrBadImage, r)

@@ -80,6 +80,26 @@ func TestPreprocessMatchesBlobFromImage(t *testing.T) {
 	}
 }
 
+// Regions whose scaled size lands on exactly .5 pixel (134 x 1.75 = 234.5):
+// OpenCV rounds half to even, and the writer must follow the Mat it made.
+func TestPreprocessHalfPixelSizes(t *testing.T) {
+	frame := gocv.NewMatWithSize(576, 768, gocv.MatTypeCV8UC3)
+	defer frame.Close()
+	p, err := NewPreprocessor(ImageSpec{Width: 224, Height: 224, Std: [3]float32{1, 1, 1}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	w := NewWriter(p, Quantizer[uint8]{Scale: 1.0 / 255})
+	dst := make([]uint8, 224*224*3)
+	for _, r := range []image.Rectangle{image.Rect(0, 0, 134, 128), image.Rect(0, 0, 128, 134),
+		image.Rect(0, 0, 585, 576), image.Rect(3, 5, 452, 201), image.Rect(0, 0, 768, 576)} {
+		if err := w.Write(dst, frame, r); err != nil {
+			t.Errorf("%v: %v", r, err)
+		}
+	}
+}
+
 func TestCropRect(t *testing.T) {
 	p, err := NewPreprocessor(ImageSpec{Width: 224, Height: 224, Std: [3]float32{1, 1, 1}})
 	if err != nil {

@@ -1,0 +1,431 @@
+package camera
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"image"
+	"io"
+	"math/rand/v2"
+	"sync"
+	"time"
+
+	"github.com/rs/zerolog"
+	"gocv.io/x/gocv"
+)
+
+// Source delivers a camera's newest frame.
+type Source interface {
+	// Next waits for a frame newer than the last one returned. Its Mat
+	// belongs to the source and stays valid until the next call to Next or
+	// Close. Errors: ErrUnavailable (once per outage, then again every stall
+	// interval while it lasts; Next may be called again), io.EOF at the end
+	// of a file without loop, ErrClosed, or ctx's error.
+	Next(ctx context.Context) (Frame, error)
+	Stats() Stats
+	Close() error
+}
+
+var (
+	// ErrUnavailable: the source delivers no frames; it is being retried.
+	ErrUnavailable = errors.New("unavailable")
+	// ErrClosed: the source was closed, or its context ended.
+	ErrClosed = errors.New("closed")
+)
+
+// Frame is one captured picture.
+type Frame struct {
+	Mat gocv.Mat // 8-bit BGR
+	// Seq numbers the frames read from the backend, from 1: a gap between
+	// two delivered frames is the frames dropped in between.
+	Seq uint64
+	// Time is when the frame was captured. For files it is the media clock
+	// (open time plus the frame's position), so that time-based decisions
+	// come out the same however fast the file is read.
+	Time time.Time
+}
+
+// Stats is a snapshot of a source's state and counters.
+type Stats struct {
+	Available bool
+	Err       error       // why it is unavailable; nil when available
+	Size      image.Point // of the frames, once one was read
+	FPS       float64     // the rate the backend reports (a file's native rate)
+	FourCC    string      // the pixel format or codec the backend reports
+	Read      uint64      // frames read; the newest Seq
+	Delivered uint64      // frames returned by Next
+	Dropped   uint64      // frames replaced by a newer one before Next took them
+	Outages   uint64      // times the source became unavailable (a failed first open counts)
+}
+
+// grabber is one opened backend.
+type grabber interface {
+	// grab reads the next frame into dst, reusing its memory; io.EOF at the
+	// end of a file.
+	grab(dst *gocv.Mat) error
+	info() (fps float64, fourcc string)
+	close()
+}
+
+// Capture is the Source on a gocv backend: a reader goroutine keeps the
+// newest frame in three rotating Mats (the reader's, the newest, the
+// consumer's), so nothing queues and nothing is allocated per frame.
+type Capture struct {
+	cfg  Config
+	log  zerolog.Logger
+	open func() (grabber, error)
+	file bool // a video file or images: media clock, pacing, Fast
+	// stallAfter is Config.Stall, longer for slowly replayed images.
+	stallAfter time.Duration
+
+	cancel    context.CancelFunc
+	done      chan struct{}
+	ready     chan struct{} // to Next: a frame or a state change
+	taken     chan struct{} // to the reader: Next took a frame
+	stall     *time.Timer   // Next's
+	timer     *time.Timer   // the reader's (pacing, back-off)
+	closeOnce sync.Once
+
+	back gocv.Mat // the reader's, outside mu
+
+	mu      sync.Mutex
+	mid     gocv.Mat // newest frame
+	front   gocv.Mat // the consumer's
+	midSeq  uint64
+	midTime time.Time
+	given   uint64 // Seq of the last frame returned
+	told    uint64 // outages reported by Next
+	end     error  // io.EOF or ErrClosed once the reader stopped
+	closed  bool
+	stats   Stats
+}
+
+var _ Source = (*Capture)(nil)
+
+// Open checks cfg and starts reading. A camera that cannot be opened yet
+// (unplugged, stream down, file missing) is not an error here: it is
+// retried with back-off and Next reports ErrUnavailable meanwhile. Only
+// bad configuration is, a FieldError naming the camera.
+func Open(ctx context.Context, cfg Config, log zerolog.Logger) (*Capture, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	spec, _ := ParseSource(cfg.Source) // validated
+	open, kind, err := backend(cfg, spec)
+	if err != nil {
+		return nil, &FieldError{Field: cfg.Field() + ".source", Err: err}
+	}
+	log = log.With().Str("component", "camera").Str("camera", cfg.Name).
+		Str("source", spec.String()).Str("kind", kind.String()).Logger()
+	return start(ctx, cfg, kind, open, log), nil
+}
+
+func start(ctx context.Context, cfg Config, kind Kind, open func() (grabber, error), log zerolog.Logger) *Capture {
+	c := &Capture{
+		cfg: cfg, log: log, open: open,
+		file:       kind == Video || kind == Images,
+		stallAfter: cfg.Stall,
+		done:       make(chan struct{}),
+		ready:      make(chan struct{}, 1),
+		taken:      make(chan struct{}, 1),
+		stall:      time.NewTimer(time.Hour),
+		timer:      time.NewTimer(time.Hour),
+		back:       gocv.NewMat(),
+		mid:        gocv.NewMat(),
+		front:      gocv.NewMat(),
+	}
+	c.stall.Stop()
+	c.timer.Stop()
+	if kind == Images {
+		c.stallAfter = max(c.stallAfter, time.Duration(3*float64(time.Second)/cfg.FPS))
+	}
+	ctx, c.cancel = context.WithCancel(ctx)
+	go c.run(ctx)
+	return c
+}
+
+// Next implements Source. Not safe for concurrent use.
+func (c *Capture) Next(ctx context.Context) (Frame, error) {
+	c.stall.Reset(c.stallAfter)
+	for {
+		c.mu.Lock()
+		switch {
+		case c.closed:
+			c.mu.Unlock()
+			return Frame{}, fmt.Errorf("camera %s: %w", c.cfg.Name, ErrClosed)
+		case c.stats.Outages > c.told:
+			c.told = c.stats.Outages
+			err := c.stats.Err
+			c.mu.Unlock()
+			return Frame{}, c.unavailable(err)
+		case c.midSeq > c.given:
+			c.mid, c.front = c.front, c.mid
+			c.given = c.midSeq
+			c.stats.Delivered++
+			f := Frame{Mat: c.front, Seq: c.given, Time: c.midTime}
+			c.mu.Unlock()
+			notify(c.taken)
+			return f, nil
+		case c.end != nil:
+			err := c.end
+			c.mu.Unlock()
+			if errors.Is(err, io.EOF) {
+				return Frame{}, err
+			}
+			return Frame{}, fmt.Errorf("camera %s: %w", c.cfg.Name, err)
+		}
+		c.mu.Unlock()
+		select {
+		case <-c.ready:
+		case <-ctx.Done():
+			return Frame{}, ctx.Err()
+		case <-c.stall.C:
+			return Frame{}, c.stalled()
+		}
+	}
+}
+
+// stalled marks the source unavailable when no frame came for stallAfter:
+// a reader blocked in the backend cannot say so itself.
+func (c *Capture) stalled() error {
+	c.mu.Lock()
+	if c.stats.Available || c.stats.Err == nil {
+		c.stats.Available = false
+		c.stats.Err = fmt.Errorf("no frame for %v", c.stallAfter)
+		c.stats.Outages++
+		c.log.Warn().Err(c.stats.Err).Msg("camera stalled")
+	}
+	c.told = c.stats.Outages
+	err := c.stats.Err
+	c.mu.Unlock()
+	return c.unavailable(err)
+}
+
+func (c *Capture) unavailable(cause error) error {
+	return fmt.Errorf("camera %s: %w: %w", c.cfg.Name, ErrUnavailable, cause)
+}
+
+// Stats implements Source.
+func (c *Capture) Stats() Stats {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.stats
+}
+
+// closeWait bounds how long Close waits for a reader blocked in the backend
+// (FFmpeg gives up on a dead stream after 30 s); the reader frees its own
+// resources when it returns.
+const closeWait = 2 * time.Second
+
+// Close stops the reader and frees the frames. The last frame returned by
+// Next must not be used after Close.
+func (c *Capture) Close() error {
+	c.closeOnce.Do(func() {
+		c.cancel()
+		select {
+		case <-c.done:
+		case <-time.After(closeWait):
+			c.log.Warn().Msg("camera reader still blocked in the backend; it will exit on its own")
+		}
+		c.mu.Lock()
+		c.closed = true
+		c.mid.Close()
+		c.front.Close()
+		c.mu.Unlock()
+		notify(c.ready)
+	})
+	return nil
+}
+
+func notify(ch chan struct{}) {
+	select {
+	case ch <- struct{}{}:
+	default:
+	}
+}
+
+// run is the reader: open, read until the backend fails, back off, reopen.
+func (c *Capture) run(ctx context.Context) {
+	defer close(c.done)
+	defer c.back.Close()
+	var (
+		attempt int
+		clock   mediaClock
+	)
+	for ctx.Err() == nil {
+		g, err := c.open()
+		if err == nil {
+			var n int
+			n, err = c.pump(ctx, g, &clock)
+			g.close()
+			if n > 0 {
+				attempt = 0
+			}
+			if ctx.Err() != nil {
+				break
+			}
+			if errors.Is(err, io.EOF) && n > 0 {
+				if c.cfg.Loop {
+					continue
+				}
+				c.finish(io.EOF)
+				return
+			}
+			if errors.Is(err, io.EOF) {
+				err = errors.New("ended before its first frame")
+			}
+		}
+		attempt++
+		c.down(err, attempt)
+		if !c.sleep(ctx, backoff(c.cfg.RetryMin, c.cfg.RetryMax, attempt)) {
+			break
+		}
+	}
+	c.finish(ErrClosed)
+}
+
+// pump reads frames from g until it fails or ctx ends, and returns how many
+// it read.
+func (c *Capture) pump(ctx context.Context, g grabber, clock *mediaClock) (int, error) {
+	fps, fourcc := g.info()
+	var interval time.Duration // of a file's media clock
+	if fps > 0 {
+		interval = time.Duration(float64(time.Second) / fps)
+	}
+	n := 0
+	for ctx.Err() == nil {
+		if err := g.grab(&c.back); err != nil {
+			return n, err
+		}
+		if c.back.Empty() {
+			return n, errors.New("the backend returned an empty frame")
+		}
+		t := time.Now()
+		if c.file {
+			t = clock.next(t, interval, !c.cfg.Fast)
+			if !c.cfg.Fast && !c.sleep(ctx, time.Until(t)) {
+				break
+			}
+			if c.cfg.Fast && !c.waitTaken(ctx) {
+				break
+			}
+		}
+		n++
+		c.publish(t, n == 1, fps, fourcc)
+	}
+	return n, ctx.Err()
+}
+
+// mediaClock stamps file frames: one interval apart, starting when the file
+// is first read. When a paced reader falls a second behind (a slow machine,
+// an outage), the clock jumps to now rather than rushing to catch up.
+type mediaClock struct{ t time.Time }
+
+func (m *mediaClock) next(now time.Time, interval time.Duration, paced bool) time.Time {
+	if m.t.IsZero() || paced && now.Sub(m.t) > time.Second {
+		m.t = now
+	}
+	t := m.t
+	m.t = m.t.Add(interval)
+	return t
+}
+
+// waitTaken holds a Fast file reader until Next took the newest frame.
+func (c *Capture) waitTaken(ctx context.Context) bool {
+	for {
+		c.mu.Lock()
+		pending := c.midSeq > c.given && !c.closed
+		c.mu.Unlock()
+		if !pending {
+			return true
+		}
+		select {
+		case <-c.taken:
+		case <-ctx.Done():
+			return false
+		}
+	}
+}
+
+// publish makes the reader's Mat the newest frame.
+func (c *Capture) publish(t time.Time, first bool, fps float64, fourcc string) {
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return
+	}
+	if c.midSeq > c.given {
+		c.stats.Dropped++
+	}
+	c.back, c.mid = c.mid, c.back
+	c.stats.Read++
+	c.midSeq, c.midTime = c.stats.Read, t
+	recovered := !c.stats.Available
+	if first || recovered {
+		c.stats.Size = image.Pt(c.mid.Cols(), c.mid.Rows())
+		c.stats.FPS, c.stats.FourCC = fps, fourcc
+		c.stats.Available, c.stats.Err = true, nil
+	}
+	st := c.stats
+	c.mu.Unlock()
+	notify(c.ready)
+	if recovered {
+		c.log.Info().Int("width", st.Size.X).Int("height", st.Size.Y).Float64("fps", st.FPS).
+			Str("fourcc", st.FourCC).Uint64("outages", st.Outages).Msg("camera delivering")
+	}
+}
+
+// down marks the source unavailable. The frame waiting for Next, if any, is
+// dropped: it predates the outage.
+func (c *Capture) down(err error, attempt int) {
+	c.mu.Lock()
+	wasUp := c.stats.Available || c.stats.Outages == 0
+	if wasUp {
+		c.stats.Outages++
+	}
+	c.stats.Available, c.stats.Err = false, err
+	if c.midSeq > c.given {
+		c.stats.Dropped++
+		c.given = c.midSeq
+	}
+	c.mu.Unlock()
+	notify(c.ready)
+	if wasUp {
+		c.log.Warn().Err(err).Msg("camera unavailable; retrying")
+	} else {
+		c.log.Debug().Err(err).Int("attempt", attempt).Msg("camera still unavailable")
+	}
+}
+
+func (c *Capture) finish(end error) {
+	c.mu.Lock()
+	c.end = end
+	c.mu.Unlock()
+	notify(c.ready)
+}
+
+// sleep waits for d on the reader's timer; false when ctx ended.
+func (c *Capture) sleep(ctx context.Context, d time.Duration) bool {
+	if d <= 0 {
+		return ctx.Err() == nil
+	}
+	c.timer.Reset(d)
+	select {
+	case <-c.timer.C:
+		return true
+	case <-ctx.Done():
+		c.timer.Stop()
+		return false
+	}
+}
+
+// backoff is lo doubled per failed attempt up to hi, with ±25% jitter so
+// that cameras behind one failed switch do not retry in lockstep.
+func backoff(lo, hi time.Duration, attempt int) time.Duration {
+	d := lo
+	for i := 1; i < attempt && d < hi; i++ {
+		d *= 2
+	}
+	d = min(d, hi)
+	return d*3/4 + rand.N(d/2+1)
+}

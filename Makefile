@@ -42,7 +42,7 @@ export CGO_LDFLAGS := -L$(TFLITE_DIR)/lib -Wl,-rpath,$(TFLITE_DIR)/lib $(CGO_LDF
 
 GO_LDFLAGS := -X github.com/sightd/sightd/daemon/version.Version=$(VERSION)
 
-.PHONY: deps deps-apt deps-tflite deps-fixtures deps-go demo-bundle build test test-short bench fmt vet generate run clean
+.PHONY: deps deps-apt deps-tflite deps-fixtures deps-go demo-bundle build test bench fmt generate run clean
 
 deps: deps-apt deps-tflite deps-fixtures deps-go
 
@@ -124,7 +124,7 @@ test: deps
 	$(GO) test -count=1 -timeout 20m ./...
 
 bench: deps
-	$(GO) test -run '^$$' -bench . -benchmem -benchtime 3s ./quant/...
+	$(GO) test -run '^$$' -bench . -benchmem ./quant/... ./camera/...
 
 # Regenerates the flatbuffers code of quant/modelgen (checked in; needs flatc).
 generate:

@@ -10,7 +10,6 @@ require (
 	gocv.io/x/gocv v0.31.0
 	golang.org/x/sys v0.41.0
 	golang.org/x/text v0.44.0
-	google.golang.org/protobuf v1.36.7
 )
 
 require (
@@ -28,4 +27,5 @@ require (
 	go.opentelemetry.io/otel v1.41.0 // indirect
 	go.opentelemetry.io/otel/metric v1.41.0 // indirect
 	go.opentelemetry.io/otel/trace v1.41.0 // indirect
+	google.golang.org/protobuf v1.36.7 // indirect
 )

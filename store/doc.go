@@ -11,6 +11,7 @@
 //	'd' unixnano(8) seq(8)          detection JSON, with a Badger TTL
 //	'o' seq(8)                      outbox entry (see encodeOutbox)
 //	'm' key                         caller's meta values
+//	'f' id                          reference image (JPEG) for rules
 //	'i' key                         the store's own values (model versions, drop counter)
 //	's' name                        Badger sequences (outbox, detections)
 //

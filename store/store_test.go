@@ -859,3 +859,34 @@ func TestBadgerLogsToZerolog(t *testing.T) {
 		t.Fatalf("no Badger lines in the zerolog output: %q", buf.String())
 	}
 }
+
+func TestReferences(t *testing.T) {
+	s := openTemp(t)
+	ctx := context.Background()
+	jpeg := []byte{0xff, 0xd8, 0xff, 0xe0, 1, 2, 3}
+	if err := s.PutReference(ctx, "my-car", jpeg); err != nil {
+		t.Fatal(err)
+	}
+	got, err := s.Reference(ctx, "my-car")
+	if err != nil || string(got) != string(jpeg) {
+		t.Fatalf("Reference = %v, %v", got, err)
+	}
+	if _, err := s.Reference(ctx, "none"); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("missing reference: %v", err)
+	}
+	for name, err := range map[string]error{
+		"empty":     s.PutReference(ctx, "x", nil),
+		"too large": s.PutReference(ctx, "x", make([]byte, MaxReferenceBytes+1)),
+		"bad id":    s.PutReference(ctx, "My Car", jpeg),
+	} {
+		if err == nil {
+			t.Errorf("%s: no error", name)
+		}
+	}
+	if err := s.Update(ctx, func(tx *Tx) error { return tx.DeleteReference("my-car") }); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Reference(ctx, "my-car"); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("deleted reference: %v", err)
+	}
+}

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sightd/sightd/quant"
 	"github.com/sightd/sightd/quant/bundle"
 	"github.com/sightd/sightd/quant/encoder"
 	"github.com/sightd/sightd/quant/modelgen/demo"
@@ -92,7 +93,11 @@ func TestCalibrationBeatsFixedCutoff(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	set, err := NewSet(1, d.towers.Manifest().LogitScale, d.text.Dim(), []*Compiled{{Rule: rule, Concept: concept}}, bgs)
+	compiled, err := Compile(rule, concept)
+	if err != nil {
+		t.Fatal(err)
+	}
+	set, err := NewSet(1, d.towers.Manifest().LogitScale, d.text.Dim(), []*Compiled{compiled}, quantizeAll(t, bgs))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -167,4 +172,17 @@ func TestNegativesSeparateLookAlikes(t *testing.T) {
 			t.Errorf("%s: calibrated %.3f, margin %.3f", tc.photo, p, margin)
 		}
 	}
+}
+
+func quantizeAll(t *testing.T, vs [][]float32) []quant.Vector {
+	t.Helper()
+	out := make([]quant.Vector, len(vs))
+	for i, v := range vs {
+		q, err := quant.Quantize(v)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out[i] = q
+	}
+	return out
 }

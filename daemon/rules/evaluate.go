@@ -2,49 +2,63 @@ package rules
 
 import (
 	"fmt"
+	"github.com/sightd/sightd/quant"
 	"math"
 	"slices"
 	"time"
 )
 
-// Compiled is a rule with its concept for one model.
+// Compiled is a rule with its int8 concept vectors for one model.
 type Compiled struct {
-	Rule    *Rule
-	Concept *Concept
-	pos     int   // row of the positive vector
-	negs    []int // rows of the negatives
+	Rule      *Rule
+	Positive  quant.Vector
+	Negatives []quant.Vector
+	pos       int   // row of the positive vector
+	negs      []int // rows of the negatives
+}
+
+// Compile quantises a concept for matching.
+func Compile(r *Rule, c *Concept) (*Compiled, error) {
+	pos, err := quant.Quantize(c.Positive)
+	if err != nil {
+		return nil, fmt.Errorf("rule %s: %w", r.ID, err)
+	}
+	cc := &Compiled{Rule: r, Positive: pos}
+	for _, n := range c.Negatives {
+		v, err := quant.Quantize(n)
+		if err != nil {
+			return nil, fmt.Errorf("rule %s negative: %w", r.ID, err)
+		}
+		cc.Negatives = append(cc.Negatives, v)
+	}
+	return cc, nil
 }
 
 // Set is every rule of one model version, compiled, with the shared
-// background vectors: all of them rows of one matrix, so that a frame's
-// regions are scored against everything in one pass.
+// background vectors: all of them rows of one int8 matrix, so that a frame's
+// regions are scored against everything in one pass of the matching kernel.
 type Set struct {
 	ModelVersion int64
 	LogitScale   float64
 	Rules        []*Compiled
-	dim          int
-	rows         [][]float32 // positives, negatives, then backgrounds
+	mat          *quant.Matrix // positives, negatives, then backgrounds
 	bgs          []int
 }
 
 // NewSet lays out the rules' and backgrounds' vectors (all of dimension dim).
-func NewSet(modelVersion int64, logitScale float64, dim int, rules []*Compiled, backgrounds [][]float32) (*Set, error) {
-	s := &Set{ModelVersion: modelVersion, LogitScale: logitScale, dim: dim}
-	add := func(v []float32) (int, error) {
-		if len(v) != dim {
-			return 0, fmt.Errorf("rules: vector of %d values in a set of dimension %d", len(v), dim)
-		}
-		s.rows = append(s.rows, v)
-		return len(s.rows) - 1, nil
+func NewSet(modelVersion int64, logitScale float64, dim int, rules []*Compiled, backgrounds []quant.Vector) (*Set, error) {
+	mat, err := quant.NewMatrix(dim)
+	if err != nil {
+		return nil, err
 	}
-	var err error
+	s := &Set{ModelVersion: modelVersion, LogitScale: logitScale, mat: mat}
 	for _, c := range rules {
-		cc := &Compiled{Rule: c.Rule, Concept: c.Concept}
-		if cc.pos, err = add(c.Concept.Positive); err != nil {
+		cc := &Compiled{Rule: c.Rule, Positive: c.Positive, Negatives: c.Negatives}
+		if cc.pos, err = mat.Append(c.Positive); err != nil {
 			return nil, fmt.Errorf("rule %s: %w", c.Rule.ID, err)
 		}
-		for _, n := range c.Concept.Negatives {
-			i, err := add(n)
+		for _, n := range c.Negatives {
+			i, err := mat.Append(n)
 			if err != nil {
 				return nil, fmt.Errorf("rule %s: %w", c.Rule.ID, err)
 			}
@@ -53,7 +67,7 @@ func NewSet(modelVersion int64, logitScale float64, dim int, rules []*Compiled, 
 		s.Rules = append(s.Rules, cc)
 	}
 	for _, b := range backgrounds {
-		i, err := add(b)
+		i, err := mat.Append(b)
 		if err != nil {
 			return nil, fmt.Errorf("background: %w", err)
 		}
@@ -63,27 +77,10 @@ func NewSet(modelVersion int64, logitScale float64, dim int, rules []*Compiled, 
 }
 
 // Dim is the embedding dimension.
-func (s *Set) Dim() int { return s.dim }
+func (s *Set) Dim() int { return s.mat.Dim() }
 
 // Rows is the number of vectors regions are scored against.
-func (s *Set) Rows() int { return len(s.rows) }
-
-// scoreAll fills scores[r*Rows()+k] with the cosine of region r and row k.
-// The vectors are unit length, so the cosine is the dot product.
-func (s *Set) scoreAll(regions []float32, n int, scores []float32) {
-	d := s.dim
-	for r := 0; r < n; r++ {
-		x := regions[r*d : (r+1)*d]
-		out := scores[r*len(s.rows) : (r+1)*len(s.rows)]
-		for k, v := range s.rows {
-			var dot float32
-			for i := range x {
-				dot += x[i] * v[i]
-			}
-			out[k] = dot
-		}
-	}
-}
+func (s *Set) Rows() int { return s.mat.Len() }
 
 // Result is one rule's outcome on one frame.
 type Result struct {
@@ -106,6 +103,8 @@ type Camera struct {
 	Name    string
 	set     *Set
 	state   map[string]*ruleState
+	queries *quant.Matrix // this frame's regions, quantised
+	ints    []int32
 	scores  []float32
 	negs    []float64
 	bgs     []float64
@@ -150,14 +149,32 @@ func (c *Camera) watches(r *Rule) bool {
 // The returned slice is reused by the next call.
 func (c *Camera) Evaluate(t time.Time, regions []float32, n int) ([]Result, error) {
 	s := c.set
-	if len(regions) != n*s.dim {
-		return nil, fmt.Errorf("rules: %d values for %d regions of dimension %d", len(regions), n, s.dim)
+	dim, rows := s.Dim(), s.Rows()
+	if len(regions) != n*dim {
+		return nil, fmt.Errorf("rules: %d values for %d regions of dimension %d", len(regions), n, dim)
 	}
-	if need := n * len(s.rows); cap(c.scores) < need {
+	if c.queries == nil || c.queries.Dim() != dim {
+		q, err := quant.NewMatrix(dim)
+		if err != nil {
+			return nil, err
+		}
+		c.queries = q
+	}
+	c.queries.Reset()
+	for r := 0; r < n; r++ {
+		if _, err := c.queries.AppendFloat(regions[r*dim : (r+1)*dim]); err != nil {
+			return nil, fmt.Errorf("rules: region %d: %w", r, err)
+		}
+	}
+	if need := n * rows; cap(c.scores) < need {
 		c.scores = make([]float32, need)
+		c.ints = make([]int32, need)
 	}
-	scores := c.scores[:n*len(s.rows)]
-	s.scoreAll(regions, n, scores)
+	scores := c.scores[:n*rows]
+	var err error
+	if c.ints, err = s.mat.Scores(c.queries, scores, c.ints); err != nil {
+		return nil, err
+	}
 
 	c.results = c.results[:0]
 	for _, r := range s.Rules {
@@ -168,7 +185,7 @@ func (c *Camera) Evaluate(t time.Time, regions []float32, n int) ([]Result, erro
 		base := st.baseline.Mean()
 		best := Score{Calibrated: math.Inf(-1), Raw: math.Inf(-1)}
 		for reg := 0; reg < n; reg++ {
-			row := scores[reg*len(s.rows) : (reg+1)*len(s.rows)]
+			row := scores[reg*rows : (reg+1)*rows]
 			c.negs, c.bgs = c.negs[:0], c.bgs[:0]
 			for _, k := range r.negs {
 				c.negs = append(c.negs, float64(row[k]))

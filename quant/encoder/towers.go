@@ -185,3 +185,15 @@ func (t *Towers) Close() error {
 	}
 	return errors.Join(errs...)
 }
+
+// EncodeBytes embeds the whole of an encoded image (JPEG, PNG) into dst:
+// for reference snapshots kept in the store.
+func (e *Image) EncodeBytes(data []byte, dst []float32) error {
+	frame, err := gocv.IMDecode(data, gocv.IMReadColor)
+	if err != nil || frame.Empty() {
+		frame.Close()
+		return fmt.Errorf("%w: cannot decode a %d-byte image", ErrBadImage, len(data))
+	}
+	defer frame.Close()
+	return e.Encode(frame, []image.Rectangle{image.Rect(0, 0, frame.Cols(), frame.Rows())}, dst)
+}

@@ -182,3 +182,52 @@ func TestEncodeCommand(t *testing.T) {
 		}
 	}
 }
+
+func TestRuleCommands(t *testing.T) {
+	b := demoBundle(t)
+	db := filepath.Join(t.TempDir(), "db")
+	out, err := run(t, "rule", "add", "--store", db, "--bundle", b, "--id", "dark", "--prompt", "a dark scene", "--negative", "a grey scene")
+	if err != nil || !strings.Contains(out, "saved rule dark (event)") {
+		t.Fatalf("add: %v\n%s", err, out)
+	}
+	if _, err := run(t, "rule", "add", "--store", db, "--bundle", b, "--id", "dark", "--prompt", "x"); err == nil || !strings.Contains(err.Error(), "already exists") {
+		t.Fatalf("duplicate add: %v", err)
+	}
+	if _, err := run(t, "rule", "add", "--store", db, "--bundle", b, "--id", "bad", "--prompt", "x", "--threshold", "2"); err == nil {
+		t.Fatal("threshold 2 accepted")
+	}
+	if _, err := run(t, "rule", "add", "--store", db, "--id", "nobundle", "--prompt", "x"); err == nil {
+		t.Fatal("add without a bundle accepted")
+	}
+	out, err = run(t, "rule", "list", "--store", db)
+	if err != nil || !strings.Contains(out, "dark") || strings.Contains(out, "bad") {
+		t.Fatalf("list: %v\n%s", err, out)
+	}
+
+	out, err = run(t, "rule", "test", "dark", "--store", db, "--bundle", b, "--image", opencvPhoto(t, "LinuxLogo.jpg"), "--grid", "2x2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"5 regions", "RAW", "CALIBRATED", "best region", "reaches the threshold"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("rule test on a dark photo lacks %q:\n%s", want, out)
+		}
+	}
+	out, err = run(t, "rule", "test", "dark", "--store", db, "--bundle", b, "--image", opencvPhoto(t, "home.jpg"))
+	if err != nil || !strings.Contains(out, "below the threshold") {
+		t.Fatalf("rule test on a daylight photo: %v\n%s", err, out)
+	}
+	out, err = run(t, "rule", "test", "--bundle", b, "--id", "walkers", "--prompt", "something dark", "--kind", "state",
+		"--video", opencvPhoto(t, "vtest.avi"), "--max-frames", "40")
+	if err != nil || !strings.Contains(out, "frames=40 gated=") {
+		t.Fatalf("rule test on a video: %v\n%s", err, out)
+	}
+
+	out, err = run(t, "rule", "rm", "--store", db, "dark")
+	if err != nil || !strings.Contains(out, "removed rule dark") {
+		t.Fatalf("rm: %v %s", err, out)
+	}
+	if _, err := run(t, "rule", "rm", "--store", db, "dark"); err == nil {
+		t.Fatal("removing a missing rule succeeded")
+	}
+}

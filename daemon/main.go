@@ -27,6 +27,6 @@ func newRootCmd() *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(newVersionCmd(), newEncodeCmd(), newSimilarityCmd(), newTokenizeCmd(), newCameraCmd())
+	root.AddCommand(newVersionCmd(), newEncodeCmd(), newSimilarityCmd(), newTokenizeCmd(), newCameraCmd(), newRuleCmd())
 	return root
 }

@@ -65,7 +65,7 @@ func TestDecider(t *testing.T) {
 			{0, .8, ""}, {1, .8, "on"}, {20, .2, ""}, {21, .2, "off"}, {40, .9, ""}, {41, .9, "on"}}},
 		{"state holds for its cooldown", state, []step{
 			{0, .8, ""}, {1, .8, "on"}, {2, .2, ""}, {3, .2, ""}, {5, .2, ""}, {11, .2, "off"}, {12, .9, ""}, {13, .9, ""}, {21, .9, "on"}}},
-		{"window of 1 follows every frame", Rule{Kind: State, Threshold: .5, Hysteresis: .01, Frames: 1, Window: 1, Cooldown: 0}, []step{
+		{"window of 1 follows every frame", Rule{Kind: State, Threshold: .5, Hysteresis: .01, Frames: 1, Window: 1, Cooldown: Duration(time.Millisecond)}, []step{
 			{0, .6, "on"}, {1, .4, "off"}, {2, .6, "on"}, {3, .495, ""}, {4, .48, "off"}}},
 	} {
 		t.Run(tc.name, func(t *testing.T) { runSteps(t, tc.rule, tc.steps) })

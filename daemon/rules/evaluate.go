@@ -144,6 +144,39 @@ func (c *Camera) watches(r *Rule) bool {
 	return r.IsEnabled() && (len(r.Cameras) == 0 || slices.Contains(r.Cameras, c.Name))
 }
 
+// score calibrates one rule on one region's row of scores.
+func (c *Camera) score(r *Compiled, row []float32, baseline float64) Score {
+	c.negs, c.bgs = c.negs[:0], c.bgs[:0]
+	for _, k := range r.negs {
+		c.negs = append(c.negs, float64(row[k]))
+	}
+	for _, k := range c.set.bgs {
+		c.bgs = append(c.bgs, float64(row[k]))
+	}
+	raw := float64(row[r.pos])
+	p, margin := Calibrate(raw, c.negs, c.bgs, baseline, c.set.LogitScale)
+	return Score{Raw: raw, Calibrated: p, Margin: margin}
+}
+
+// Explain scores rule i of the set on each of n regions, without a
+// baseline or a decision: what `sightd rule test` shows for a still image.
+func (s *Set) Explain(i int, regions []float32, n int) ([]Score, error) {
+	if i < 0 || i >= len(s.Rules) {
+		return nil, fmt.Errorf("rules: no rule %d in the set", i)
+	}
+	c := NewCamera("", s)
+	if _, err := c.Evaluate(time.Time{}, regions, n); err != nil { // fills c.scores
+		return nil, err
+	}
+	rows := s.Rows()
+	out := make([]Score, n)
+	for reg := range out {
+		out[reg] = c.score(s.Rules[i], c.scores[reg*rows:(reg+1)*rows], math.NaN())
+		out[reg].Region = reg
+	}
+	return out, nil
+}
+
 // Evaluate scores n regions (n*Dim() values of unit vectors, as the image
 // encoder writes them) taken at t, and returns each watching rule's result.
 // The returned slice is reused by the next call.
@@ -185,18 +218,10 @@ func (c *Camera) Evaluate(t time.Time, regions []float32, n int) ([]Result, erro
 		base := st.baseline.Mean()
 		best := Score{Calibrated: math.Inf(-1), Raw: math.Inf(-1)}
 		for reg := 0; reg < n; reg++ {
-			row := scores[reg*rows : (reg+1)*rows]
-			c.negs, c.bgs = c.negs[:0], c.bgs[:0]
-			for _, k := range r.negs {
-				c.negs = append(c.negs, float64(row[k]))
-			}
-			for _, k := range s.bgs {
-				c.bgs = append(c.bgs, float64(row[k]))
-			}
-			raw := float64(row[r.pos])
-			p, margin := Calibrate(raw, c.negs, c.bgs, base, s.LogitScale)
-			if p > best.Calibrated || (p == best.Calibrated && raw > best.Raw) {
-				best = Score{Raw: raw, Calibrated: p, Margin: margin, Region: reg}
+			sc := c.score(r, scores[reg*rows:(reg+1)*rows], base)
+			if sc.Calibrated > best.Calibrated || (sc.Calibrated == best.Calibrated && sc.Raw > best.Raw) {
+				best = sc
+				best.Region = reg
 			}
 		}
 		if n == 0 {

@@ -91,7 +91,8 @@ type Rule struct {
 	Frames int `json:"frames"`
 	Window int `json:"window"`
 	// Cooldown: the least time between two firings of an event, or between
-	// two changes of a state.
+	// two changes of a state. Zero takes the default (1m for events, 10s for
+	// states); "1ms" means practically none.
 	Cooldown Duration `json:"cooldown"`
 	Kind     Kind     `json:"kind"`
 	Enabled  *bool    `json:"enabled,omitempty"` // true when omitted
@@ -120,8 +121,13 @@ func (r *Rule) Defaults() {
 	if r.Kind == "" {
 		r.Kind = Event
 	}
-	if r.Cooldown == 0 && r.Kind == Event {
+	if r.Cooldown == 0 {
+		// Events: one alert a minute at most; states: hold a change for 10 s,
+		// so a flickering score does not flap Home Assistant.
 		r.Cooldown = Duration(time.Minute)
+		if r.Kind == State {
+			r.Cooldown = Duration(10 * time.Second)
+		}
 	}
 	if r.Enabled == nil {
 		on := true

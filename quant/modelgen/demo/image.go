@@ -49,23 +49,29 @@ func imageGraph() *modelgen.Graph {
 	shares := g.NewTensor("shares", modelgen.Float32, []int{1, c}, nil)
 	g.Mean(concepts, g.NewConst("shares/axes", []int{2}, []int32{1, 2}, nil), shares)
 
-	fw := make([]float32, Dim*c)
-	for i := range c {
-		fw[i*c+i] = 1.0 / full
+	embeddingHead(g, in, shares, c, 1.0/full, imageBias)
+	return g
+}
+
+// embeddingHead maps concept i of pooled (width inDim) to embedding
+// dimension i with weight gain, adds the shared bias dimension, and
+// L2-normalises: the last layers of both towers.
+func embeddingHead(g *modelgen.Graph, in, pooled *modelgen.Tensor, inDim int, gain, bias float32) {
+	fw := make([]float32, Dim*inDim)
+	for i := range min(inDim, len(conceptNames())) {
+		fw[i*inDim+i] = gain
 	}
 	fb := make([]float32, Dim)
-	fb[biasDim()] = imageBias
+	fb[biasDim()] = bias
 	raw := g.NewTensor("embedding/raw", modelgen.Float32, []int{1, Dim}, nil)
-	g.FullyConnected(shares,
-		g.NewConst("embedding/weights", []int{Dim, c}, fw, nil),
+	g.FullyConnected(pooled,
+		g.NewConst("embedding/weights", []int{Dim, inDim}, fw, nil),
 		g.NewConst("embedding/bias", []int{Dim}, fb, nil),
 		raw, modelgen.ActNone)
-
 	out := g.NewTensor("embedding", modelgen.Float32, []int{1, Dim}, nil)
 	g.L2Normalize(raw, out)
 	g.SetInputs(in)
 	g.SetOutputs(out)
-	return g
 }
 
 // unitWeights flattens units into a [len(units), 1, 1, in] filter and a bias.

@@ -42,21 +42,6 @@ func textGraph(v *vocabulary) *modelgen.Graph {
 	mean := g.NewTensor("mean", modelgen.Float32, []int{1, Dim}, nil)
 	g.Mean(emb, g.NewConst("mean/axes", []int{1}, []int32{1}, nil), mean)
 
-	fw := make([]float32, Dim*Dim)
-	for i := range len(concepts) {
-		fw[i*Dim+i] = ContextLength
-	}
-	fb := make([]float32, Dim)
-	fb[biasDim()] = textBias
-	raw := g.NewTensor("embedding/raw", modelgen.Float32, []int{1, Dim}, nil)
-	g.FullyConnected(mean,
-		g.NewConst("embedding/weights", []int{Dim, Dim}, fw, nil),
-		g.NewConst("embedding/bias", []int{Dim}, fb, nil),
-		raw, modelgen.ActNone)
-
-	out := g.NewTensor("embedding", modelgen.Float32, []int{1, Dim}, nil)
-	g.L2Normalize(raw, out)
-	g.SetInputs(in)
-	g.SetOutputs(out)
+	embeddingHead(g, in, mean, Dim, ContextLength, textBias)
 	return g
 }

@@ -178,18 +178,22 @@ func clipVocab(t testing.TB) string {
 }
 
 func textTowerGraph(t testing.TB, vocab, dim int) *modelgen.Graph {
+	return textTowerGraphIDs(t, vocab, dim, modelgen.Int32)
+}
+
+func textTowerGraphIDs(t testing.TB, vocab, dim int, ids modelgen.DType) *modelgen.Graph {
 	t.Helper()
 	r := rand.New(rand.NewPCG(3, 4))
 	g := modelgen.NewGraph("encoder test text tower")
-	ids := g.NewTensor("tokens", modelgen.Int32, []int{1, 77}, nil)
+	idsT := g.NewTensor("tokens", ids, []int{1, 77}, nil)
 	vecs := g.NewTensor("token_vectors", modelgen.Float32, []int{1, 77, 8}, nil)
-	g.Gather(g.NewConst("token_embedding", []int{vocab, 8}, randFloats(r, vocab*8), nil), ids, vecs)
+	g.Gather(g.NewConst("token_embedding", []int{vocab, 8}, randFloats(r, vocab*8), nil), idsT, vecs)
 	pooled := g.NewTensor("pooled", modelgen.Float32, []int{1, 8}, nil)
 	g.Mean(vecs, g.NewConst("mean/axes", []int{1}, []int32{1}, nil), pooled)
 	emb := g.NewTensor("embedding", modelgen.Float32, []int{1, dim}, nil)
 	g.FullyConnected(pooled, g.NewConst("fc/w", []int{dim, 8}, randFloats(r, dim*8), nil),
 		g.NewConst("fc/b", []int{dim}, randFloats(r, dim), nil), emb, modelgen.ActNone)
-	g.SetInputs(ids)
+	g.SetInputs(idsT)
 	g.SetOutputs(emb)
 	return g
 }
@@ -199,7 +203,13 @@ func TestTextEncoderMatchesReference(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	g := textTowerGraph(t, tok.VocabSize(), 16)
+	for _, idType := range []modelgen.DType{modelgen.Int32, modelgen.Int64} {
+		t.Run(idType.String(), func(t *testing.T) { testTextEncoder(t, tok, idType) })
+	}
+}
+
+func testTextEncoder(t *testing.T, tok *tokenizer.Tokenizer, idType modelgen.DType) {
+	g := textTowerGraphIDs(t, tok.VocabSize(), 16, idType)
 	e, err := NewText(buildModel(t, g), tok, TextConfig{})
 	if err != nil {
 		t.Fatal(err)
@@ -215,7 +225,15 @@ func TestTextEncoderMatchesReference(t *testing.T) {
 		if _, err := tok.EncodeTo(ids, text); err != nil {
 			t.Fatal(err)
 		}
-		res, err := g.Eval(ids)
+		var in any = ids
+		if idType == modelgen.Int64 {
+			wide := make([]int64, len(ids))
+			for i, id := range ids {
+				wide[i] = int64(id)
+			}
+			in = wide
+		}
+		res, err := g.Eval(in)
 		if err != nil {
 			t.Fatal(err)
 		}

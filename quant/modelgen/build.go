@@ -128,6 +128,8 @@ func schemaType(d DType) tflschema.TensorType {
 		return tflschema.TensorTypeINT32
 	case UInt8:
 		return tflschema.TensorTypeUINT8
+	case Int64:
+		return tflschema.TensorTypeINT64
 	}
 	panic(fmt.Sprintf("modelgen: no TFLite type for %v", d)) // Validate rules this out
 }
@@ -347,6 +349,12 @@ func constBytes(data any) []byte {
 		return out
 	case []uint8:
 		return append([]byte(nil), d...)
+	case []int64:
+		out := make([]byte, 8*len(d))
+		for i, v := range d {
+			binary.LittleEndian.PutUint64(out[8*i:], uint64(v))
+		}
+		return out
 	}
 	panic(fmt.Sprintf("modelgen: constant of type %T", data)) // Validate rules this out
 }

@@ -3,6 +3,7 @@ package modelgen
 import (
 	"errors"
 	"fmt"
+	"math"
 )
 
 // ErrEval is wrapped by errors in the inputs given to Eval or met while
@@ -10,7 +11,7 @@ import (
 var ErrEval = errors.New("modelgen: eval")
 
 // Eval runs the plain-Go reference implementation of the graph. inputs are
-// []float32, []int8, []int32 or []uint8 slices, one per graph input in
+// []float32, []int8, []int32, []uint8 or (gather indices) []int64 slices, one per graph input in
 // order, matching its type and element count. The outputs come back the same
 // way, one per graph output.
 //
@@ -85,7 +86,17 @@ func evalOp(op *Op, ins []any) (any, error) {
 	case OpReshape:
 		return cloneData(ins[0]), nil
 	case OpGather:
-		return gather(in, ins[0], ins[1].([]int32))
+		idx, ok := ins[1].([]int32)
+		if wide, is64 := ins[1].([]int64); is64 {
+			idx, ok = make([]int32, len(wide)), true
+			for i, v := range wide {
+				idx[i] = int32(max(min(v, math.MaxInt32), math.MinInt32)) // out of range either way
+			}
+		}
+		if !ok {
+			return nil, fmt.Errorf("gather indices of type %T", ins[1])
+		}
+		return gather(in, ins[0], idx)
 	case OpL2Normalization:
 		if in.Type == Float32 {
 			return l2NormFloat(ins[0].([]float32), in.Shape[len(in.Shape)-1]), nil
@@ -109,6 +120,8 @@ func cloneData(v any) any {
 		return append([]int32(nil), d...)
 	case []uint8:
 		return append([]uint8(nil), d...)
+	case []int64:
+		return append([]int64(nil), d...)
 	}
 	panic(fmt.Sprintf("modelgen: data of type %T", v))
 }

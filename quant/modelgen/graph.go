@@ -39,6 +39,9 @@ const (
 	Int8
 	Int32
 	UInt8
+	// Int64 is only for GATHER indices: token ids of text towers exported
+	// with 64-bit inputs.
+	Int64
 )
 
 func (d DType) String() string {
@@ -51,6 +54,8 @@ func (d DType) String() string {
 		return "int32"
 	case UInt8:
 		return "uint8"
+	case Int64:
+		return "int64"
 	}
 	return fmt.Sprintf("DType(%d)", int(d))
 }
@@ -62,6 +67,8 @@ func (d DType) size() int {
 		return 4
 	case Int8, UInt8:
 		return 1
+	case Int64:
+		return 8
 	}
 	return 0
 }
@@ -195,6 +202,8 @@ func dataType(data any) DType {
 		return Int32
 	case []uint8:
 		return UInt8
+	case []int64:
+		return Int64
 	}
 	return 0
 }
@@ -208,6 +217,8 @@ func dataLen(data any) int {
 	case []int32:
 		return len(d)
 	case []uint8:
+		return len(d)
+	case []int64:
 		return len(d)
 	}
 	return -1

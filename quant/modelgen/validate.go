@@ -194,8 +194,8 @@ func checkOp(op *Op) error {
 		return sameQuant(in, out)
 	case OpGather:
 		idx := op.Inputs[1]
-		if idx.Type != Int32 {
-			return fmt.Errorf("indices %v must be int32", idx)
+		if idx.Type != Int32 && idx.Type != Int64 {
+			return fmt.Errorf("indices %v must be int32 or int64", idx)
 		}
 		if len(in.Shape) == 0 {
 			return fmt.Errorf("params %v must have at least one dimension", in)

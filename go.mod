@@ -10,6 +10,7 @@ require (
 	gocv.io/x/gocv v0.31.0
 	golang.org/x/sys v0.41.0
 	golang.org/x/text v0.44.0
+	gopkg.in/yaml.v3 v3.0.1
 )
 
 require (

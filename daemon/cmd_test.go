@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"math"
 	"os"
 	"path/filepath"
@@ -229,5 +230,27 @@ func TestRuleCommands(t *testing.T) {
 	}
 	if _, err := run(t, "rule", "rm", "--store", db, "dark"); err == nil {
 		t.Fatal("removing a missing rule succeeded")
+	}
+}
+
+func TestConfigCheckCommand(t *testing.T) {
+	out, err := run(t, "config", "check", "-c", filepath.Join("config", "sightd.example.yml"))
+	if err != nil || !strings.Contains(out, "ok (device porch-pi, 1 cameras, 2 rules") {
+		t.Fatalf("example: %v\n%s", err, out)
+	}
+	bad := filepath.Join(t.TempDir(), "bad.yml")
+	os.WriteFile(bad, []byte("model: {threads: 0}\ncameras: [{name: porch, source: \"rtmp://x\"}]\n"), 0o644)
+	_, err = run(t, "config", "check", "-c", bad)
+	var ee *exitError
+	if !errors.As(err, &ee) || ee.code != 2 {
+		t.Fatalf("bad config: %v, want exit code 2", err)
+	}
+	for _, want := range []string{"model.bundle: required", "model.threads: 0", `cameras[porch].source: unsupported scheme "rtmp"`} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error lacks %q:\n%v", want, err)
+		}
+	}
+	if _, err := run(t, "config", "check", "-c", filepath.Join(t.TempDir(), "none.yml")); err == nil || errors.As(err, &ee) {
+		t.Fatalf("missing file: %v (want an error, not exit code 2)", err)
 	}
 }

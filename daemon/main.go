@@ -3,6 +3,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"os/signal"
@@ -16,6 +17,10 @@ func main() {
 	defer stop()
 	if err := newRootCmd().ExecuteContext(ctx); err != nil {
 		fmt.Fprintln(os.Stderr, "sightd:", err)
+		var ee *exitError
+		if errors.As(err, &ee) {
+			os.Exit(ee.code)
+		}
 		os.Exit(1)
 	}
 }
@@ -27,6 +32,6 @@ func newRootCmd() *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(newVersionCmd(), newEncodeCmd(), newSimilarityCmd(), newTokenizeCmd(), newCameraCmd(), newRuleCmd())
+	root.AddCommand(newVersionCmd(), newEncodeCmd(), newSimilarityCmd(), newTokenizeCmd(), newCameraCmd(), newRuleCmd(), newConfigCmd())
 	return root
 }

@@ -1,0 +1,299 @@
+// Package pipeline is one camera's loop: source -> gate -> regions ->
+// encode -> match -> decide -> emit. Each pipeline owns its image encoder
+// (interpreters are never shared across goroutines) and its rule state.
+package pipeline
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"image"
+	"io"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/rs/zerolog"
+	"gocv.io/x/gocv"
+
+	"github.com/sightd/sightd/camera"
+	"github.com/sightd/sightd/daemon/rules"
+	"github.com/sightd/sightd/quant/encoder"
+)
+
+// Source is what the pipeline reads frames from; *camera.Capture is one.
+type Source interface {
+	Next(ctx context.Context) (camera.Frame, error)
+	Stats() camera.Stats
+	Close() error
+}
+
+// Encoder embeds regions of a frame; *encoder.Image is one.
+type Encoder interface {
+	Encode(frame gocv.Mat, regions []image.Rectangle, dst []float32) error
+	Dim() int
+	Close() error
+}
+
+var (
+	_ Source  = (*camera.Capture)(nil)
+	_ Encoder = (*encoder.Image)(nil)
+)
+
+// Event is a rule's firing or change of state on this camera, with a
+// snapshot of the frame (JPEG, the region outlined).
+type Event struct {
+	Detection rules.Detection
+	Snapshot  []byte
+}
+
+// Sink receives what the pipeline decides: events (to record and publish)
+// and camera availability. It is called from the pipeline's goroutine and
+// must not block for long: the store's outbox is where waiting happens.
+type Sink interface {
+	Event(ctx context.Context, e Event) error
+	CameraStatus(ctx context.Context, camera string, online bool, reason error)
+}
+
+// Model is what a model swap hands each pipeline: a fresh image encoder of
+// the new model and the rules compiled for it.
+type Model struct {
+	Encoder Encoder
+	Rules   *rules.Set
+}
+
+// Stats are the pipeline's counters, safe to read from other goroutines.
+type Stats struct {
+	Frames, Gated, Encoded, Regions, Events atomic.Uint64
+	// EncodeNanos is the total time spent encoding regions.
+	EncodeNanos atomic.Int64
+	// LastProgress is the Unix time in nanoseconds when the loop last
+	// handled a frame or an outage: the watchdog's evidence of life.
+	LastProgress atomic.Int64
+}
+
+// Pipeline runs one camera.
+type Pipeline struct {
+	Name  string
+	Stats Stats
+
+	cfg     camera.Config
+	log     zerolog.Logger
+	src     Source
+	gate    *camera.Gate
+	regions *camera.Regions
+	snap    *camera.Snapshotter
+	sink    Sink
+	eval    *rules.Camera
+	enc     Encoder
+	version int64 // model version of the rules in eval
+
+	mu         sync.Mutex // guards the pending swaps and the last frame
+	nextModel  *Model
+	nextRules  *rules.Set
+	last       gocv.Mat // the last encoded frame, for snapshots on request
+	lastAt     time.Time
+	found      []camera.Region
+	rects      []image.Rectangle
+	vecs       []float32
+	wasOnline  bool
+	reportedUp bool
+}
+
+// New builds a pipeline for cfg reading from src with enc and the rules of
+// set. It takes ownership of src and enc (Run closes them).
+func New(cfg camera.Config, src Source, enc Encoder, set *rules.Set, sink Sink, log zerolog.Logger) (*Pipeline, error) {
+	if enc.Dim() != set.Dim() {
+		return nil, fmt.Errorf("pipeline %s: encoder gives %d values, the rules want %d", cfg.Name, enc.Dim(), set.Dim())
+	}
+	gate, err := camera.NewGate(cfg.Gate)
+	if err != nil {
+		return nil, err
+	}
+	regs, err := camera.NewRegions(cfg.Regions)
+	if err != nil {
+		gate.Close()
+		return nil, err
+	}
+	snap, err := camera.NewSnapshotter(cfg.Snapshot)
+	if err != nil {
+		gate.Close()
+		return nil, err
+	}
+	return &Pipeline{Name: cfg.Name, cfg: cfg, log: log.With().Str("camera", cfg.Name).Logger(),
+		src: src, gate: gate, regions: regs, snap: snap, sink: sink, enc: enc,
+		eval: rules.NewCamera(cfg.Name, set), version: set.ModelVersion, last: gocv.NewMat()}, nil
+}
+
+// SetRules hands over new rules of the current model; they take effect at
+// the next frame.
+func (p *Pipeline) SetRules(set *rules.Set) {
+	p.mu.Lock()
+	p.nextRules = set
+	p.mu.Unlock()
+}
+
+// SwapModel hands over a new model. The old encoder keeps serving until the
+// next frame, then is closed.
+func (p *Pipeline) SwapModel(m *Model) error {
+	if m.Encoder.Dim() != m.Rules.Dim() {
+		return fmt.Errorf("pipeline %s: new encoder gives %d values, its rules want %d", p.Name, m.Encoder.Dim(), m.Rules.Dim())
+	}
+	p.mu.Lock()
+	if p.nextModel != nil { // a swap that never took effect
+		p.nextModel.Encoder.Close()
+	}
+	p.nextModel = m
+	p.mu.Unlock()
+	return nil
+}
+
+// applyPending takes a waiting model swap or rule change, between frames.
+func (p *Pipeline) applyPending() {
+	p.mu.Lock()
+	m, set := p.nextModel, p.nextRules
+	p.nextModel, p.nextRules = nil, nil
+	p.mu.Unlock()
+	if m != nil {
+		old := p.enc
+		p.enc = m.Encoder
+		p.eval.SetRules(m.Rules)
+		p.version = m.Rules.ModelVersion
+		old.Close()
+		p.log.Info().Int64("model", p.version).Msg("model swapped")
+	}
+	if set != nil {
+		if set.ModelVersion != p.version || set.Dim() != p.enc.Dim() {
+			p.log.Warn().Int64("rules_model", set.ModelVersion).Int64("model", p.version).Msg("rules of another model ignored")
+			return
+		}
+		p.eval.SetRules(set)
+	}
+}
+
+// Run reads and handles frames until ctx ends or a non-looping file source
+// ends; it closes everything the pipeline owns when it returns. A camera that
+// is unavailable is reported to the sink and waited for; it is not an error.
+func (p *Pipeline) Run(ctx context.Context) error {
+	defer p.close()
+	for {
+		f, err := p.src.Next(ctx)
+		switch {
+		case ctx.Err() != nil:
+			return nil
+		case errors.Is(err, io.EOF):
+			return nil
+		case errors.Is(err, camera.ErrUnavailable):
+			p.progress()
+			if p.wasOnline || !p.reportedUp {
+				p.sink.CameraStatus(ctx, p.Name, false, err)
+				p.wasOnline, p.reportedUp = false, true
+			}
+			continue
+		case err != nil:
+			return fmt.Errorf("camera %s: %w", p.Name, err)
+		}
+		if !p.wasOnline {
+			p.sink.CameraStatus(ctx, p.Name, true, nil)
+			p.wasOnline, p.reportedUp = true, true
+		}
+		if err := p.handle(ctx, f); err != nil {
+			return fmt.Errorf("camera %s: %w", p.Name, err)
+		}
+		p.progress()
+	}
+}
+
+func (p *Pipeline) progress() { p.Stats.LastProgress.Store(time.Now().UnixNano()) }
+
+// handle is the per-frame path: it allocates nothing in steady state
+// except for events (JPEG and the detection).
+func (p *Pipeline) handle(ctx context.Context, f camera.Frame) error {
+	p.applyPending()
+	p.Stats.Frames.Add(1)
+	d, err := p.gate.Check(f.Mat, f.Time)
+	if err != nil {
+		return err
+	}
+	if !d.Encode {
+		return nil
+	}
+	p.Stats.Gated.Add(1)
+	p.found = p.regions.Build(p.found, image.Pt(f.Mat.Cols(), f.Mat.Rows()), d.Boxes)
+	p.rects = camera.Rects(p.rects, p.found)
+	n, dim := len(p.rects), p.enc.Dim()
+	if cap(p.vecs) < n*dim {
+		p.vecs = make([]float32, n*dim)
+	}
+	vecs := p.vecs[:n*dim]
+	start := time.Now()
+	if err := p.enc.Encode(f.Mat, p.rects, vecs); err != nil {
+		return fmt.Errorf("encode: %w", err)
+	}
+	p.Stats.EncodeNanos.Add(int64(time.Since(start)))
+	p.Stats.Encoded.Add(1)
+	p.Stats.Regions.Add(uint64(n))
+	results, err := p.eval.Evaluate(f.Time, vecs, n)
+	if err != nil {
+		return err
+	}
+	p.mu.Lock()
+	f.Mat.CopyTo(&p.last)
+	p.lastAt = time.Now()
+	p.mu.Unlock()
+	for i := range results {
+		r := &results[i]
+		if r.Decision.Fire || (r.Rule.Kind == rules.State && r.Decision.Changed) {
+			if err := p.emit(ctx, f, r); err != nil {
+				p.log.Error().Err(err).Str("rule", r.Rule.ID).Msg("event not recorded")
+			}
+		}
+	}
+	return nil
+}
+
+func (p *Pipeline) emit(ctx context.Context, f camera.Frame, r *rules.Result) error {
+	region := p.found[r.Score.Region]
+	det := rules.NewDetection(p.Name, time.Now(), *r, region.Rect, region.Kind.String(), p.version)
+	label := fmt.Sprintf("%s %.2f", r.Rule.ID, r.Score.Calibrated)
+	p.mu.Lock() // the snapshotter is shared with Snapshot
+	jpeg, err := p.snap.JPEG(f.Mat, region.Rect, label)
+	p.mu.Unlock()
+	if err != nil {
+		p.log.Warn().Err(err).Msg("snapshot failed; event sent without it")
+	}
+	p.Stats.Events.Add(1)
+	p.log.Info().Str("rule", det.Rule).Str("state", det.State).Float64("calibrated", det.Calibrated).
+		Float64("raw", det.Raw).Str("region", region.Kind.String()).Msg("detection")
+	return p.sink.Event(ctx, Event{Detection: det, Snapshot: jpeg})
+}
+
+// Snapshot returns a JPEG of the last encoded frame, or ErrNoSnapshot.
+func (p *Pipeline) Snapshot() ([]byte, time.Time, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.last.Empty() {
+		return nil, time.Time{}, ErrNoSnapshot
+	}
+	jpeg, err := p.snap.JPEG(p.last, image.Rectangle{}, "")
+	return jpeg, p.lastAt, err
+}
+
+// ErrNoSnapshot: the camera has not encoded a frame yet.
+var ErrNoSnapshot = errors.New("pipeline: no frame yet")
+
+// SourceStats are the camera's own counters (read, dropped, outages).
+func (p *Pipeline) SourceStats() camera.Stats { return p.src.Stats() }
+
+func (p *Pipeline) close() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.src.Close()
+	p.enc.Close()
+	if p.nextModel != nil {
+		p.nextModel.Encoder.Close()
+	}
+	p.gate.Close()
+	p.snap.Close()
+	p.last.Close()
+}

@@ -76,6 +76,9 @@ type Stats struct {
 type Pipeline struct {
 	Name  string
 	Stats Stats
+	// OnEncode, when set before Run, is told how long each frame's
+	// encoding took (a latency histogram).
+	OnEncode func(time.Duration)
 
 	cfg     camera.Config
 	log     zerolog.Logger
@@ -230,7 +233,11 @@ func (p *Pipeline) handle(ctx context.Context, f camera.Frame) error {
 	if err := p.enc.Encode(f.Mat, p.rects, vecs); err != nil {
 		return fmt.Errorf("encode: %w", err)
 	}
-	p.Stats.EncodeNanos.Add(int64(time.Since(start)))
+	took := time.Since(start)
+	p.Stats.EncodeNanos.Add(int64(took))
+	if p.OnEncode != nil {
+		p.OnEncode(took)
+	}
 	p.Stats.Encoded.Add(1)
 	p.Stats.Regions.Add(uint64(n))
 	results, err := p.eval.Evaluate(f.Time, vecs, n)

@@ -28,7 +28,9 @@ type fakeCamera struct {
 	err  error
 }
 
-func (f fakeCamera) Snapshot() ([]byte, time.Time, error) { return f.jpeg, time.Unix(1700000000, 0), f.err }
+func (f fakeCamera) Snapshot() ([]byte, time.Time, error) {
+	return f.jpeg, time.Unix(1700000000, 0), f.err
+}
 
 // manager is a real rules.Manager on a real store with the demo bundle.
 func manager(t *testing.T) *rules.Manager {

@@ -134,8 +134,10 @@ generate:
 fmt:
 	gofmt -w $$(git ls-files '*.go')
 
-run: build
-	@echo "sightd run: not yet; the daemon arrives with the pipeline. Try: bin/sightd version"
+# The first run: the demo bundle, a street video in a loop, two demo rules,
+# the local API on 127.0.0.1:8080.
+run: deps build demo-bundle
+	bin/sightd run -c daemon/config/demo.yml
 
 clean:
 	rm -rf bin

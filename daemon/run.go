@@ -1,0 +1,333 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/rs/zerolog"
+	"github.com/spf13/cobra"
+
+	"github.com/sightd/sightd/camera"
+	"github.com/sightd/sightd/daemon/api"
+	"github.com/sightd/sightd/daemon/config"
+	"github.com/sightd/sightd/daemon/pipeline"
+	"github.com/sightd/sightd/daemon/rules"
+	"github.com/sightd/sightd/quant/bundle"
+	"github.com/sightd/sightd/quant/encoder"
+	"github.com/sightd/sightd/quant/tflite"
+	"github.com/sightd/sightd/store"
+)
+
+func newRunCmd() *cobra.Command {
+	var path string
+	cmd := &cobra.Command{
+		Use:   "run [-c FILE]",
+		Short: "Run the daemon: watch the cameras and raise alerts",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg, err := loadConfig(path)
+			if err != nil {
+				return err
+			}
+			log := newLogger(cmd.ErrOrStderr(), cfg.Log)
+			return runDaemon(cmd.Context(), cfg, log)
+		},
+	}
+	cmd.Flags().StringVarP(&path, "config", "c", DefaultConfig, "configuration file")
+	return cmd
+}
+
+// daemon is the running sightd: one store, one model, one pipeline per
+// camera, the local API, and what they share.
+type daemon struct {
+	cfg     *config.Config
+	log     zerolog.Logger
+	st      *store.Store
+	bundle  *bundle.Bundle
+	towers  *encoder.Towers
+	rt      tflite.Options
+	metrics *api.Metrics
+
+	rulesMu sync.Mutex // serialises rule changes (API, MQTT, SIGHUP)
+	mgr     *rules.Manager
+	text    *encoder.Text
+
+	pipes []*pipeline.Pipeline
+}
+
+func runtimeOptions(m config.Model, log *zerolog.Logger) tflite.Options {
+	o := tflite.Options{Threads: m.Threads, XNNPACK: m.XNNPACK, Log: log}
+	switch m.EdgeTPU {
+	case "auto":
+		o.EdgeTPU = tflite.EdgeTPUAuto
+	case "require":
+		o.EdgeTPU = tflite.EdgeTPURequire
+	}
+	return o
+}
+
+// runDaemon starts everything, runs until ctx ends, and shuts down in order
+// within a deadline.
+func runDaemon(ctx context.Context, cfg *config.Config, log zerolog.Logger) (err error) {
+	d := &daemon{cfg: cfg, log: log, metrics: api.NewMetrics()}
+	mlog := log.With().Str("component", "model").Logger()
+	d.rt = runtimeOptions(cfg.Model, &mlog)
+	defer d.close()
+	if err := d.open(ctx); err != nil {
+		return err
+	}
+	runCtx, stop := context.WithCancel(ctx)
+	defer stop()
+	var wg sync.WaitGroup
+	errs := make(chan error, len(d.pipes)+1)
+	for _, p := range d.pipes {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := p.Run(runCtx); err != nil {
+				errs <- err
+			}
+		}()
+	}
+	srv, err := d.serveHTTP(runCtx)
+	if err != nil {
+		return err
+	}
+	log.Info().Int("cameras", len(d.pipes)).Str("model", d.towers.Manifest().Name).
+		Int64("version", d.towers.Manifest().Version).Msg("sightd running")
+	select {
+	case <-ctx.Done():
+	case err = <-errs:
+		log.Error().Err(err).Msg("a camera pipeline failed; stopping")
+	}
+	stop()
+	shutdown, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if srv != nil {
+		srv.Shutdown(shutdown)
+	}
+	waitOrDeadline(shutdown, &wg, log)
+	log.Info().Msg("sightd stopped")
+	return err
+}
+
+func waitOrDeadline(ctx context.Context, wg *sync.WaitGroup, log zerolog.Logger) {
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-ctx.Done():
+		log.Warn().Msg("cameras did not stop within the deadline")
+	}
+}
+
+// open loads the store, the model (with its self-test), the rules and the
+// cameras. A camera that cannot be opened now is retried by its pipeline;
+// only bad configuration, the store and the model are fatal.
+func (d *daemon) open(ctx context.Context) error {
+	var err error
+	d.st, err = store.Open(ctx, d.cfg.Store, d.log.With().Str("component", "store").Logger())
+	if err != nil {
+		return err
+	}
+	if d.bundle, err = bundle.Open(d.cfg.Model.Bundle); err != nil {
+		return err
+	}
+	if err := d.bundle.CheckModels(); err != nil {
+		return err
+	}
+	if d.towers, err = encoder.Load(d.bundle); err != nil {
+		return err
+	}
+	d.probeAccelerators()
+	cos, err := d.towers.CheckProbes(d.rt)
+	if err != nil {
+		return fmt.Errorf("model self-test: %w", err)
+	}
+	m := d.towers.Manifest()
+	d.log.Info().Str("model", m.Name).Int64("version", m.Version).Floats64("probe_cosines", cos).Msg("model passed its self-test")
+	if d.text, err = d.towers.NewText(d.rt); err != nil {
+		return err
+	}
+	model := rules.Model{Version: m.Version, LogitScale: m.LogitScale, Text: d.text}
+	if d.mgr, err = rules.NewManager(d.st, model, d.cfg.CameraNames()); err != nil {
+		return err
+	}
+	// Rules in the file are saved (replacing their stored version); rules
+	// added at run time stay.
+	for _, r := range d.cfg.Rules {
+		if err := d.mgr.Put(ctx, r); err != nil {
+			return fmt.Errorf("rule %s: %w", r.ID, err)
+		}
+	}
+	set, err := d.mgr.Set(ctx)
+	if err != nil {
+		return err
+	}
+	for _, cc := range d.cfg.Cameras {
+		p, err := d.openCamera(ctx, cc, set)
+		if err != nil {
+			return err
+		}
+		d.pipes = append(d.pipes, p)
+		d.metrics.AddPipeline(p)
+	}
+	d.metrics.AddGauge("sightd_outbox_messages", "Messages waiting for MQTT.", func() float64 { return float64(d.st.Len()) })
+	d.metrics.AddGauge("sightd_outbox_dropped", "Messages dropped from a full outbox.", func() float64 { return float64(d.st.Dropped()) })
+	return nil
+}
+
+func (d *daemon) openCamera(ctx context.Context, cc camera.Config, set *rules.Set) (*pipeline.Pipeline, error) {
+	log := d.log // camera.Open and the pipeline name their component and camera
+	src, err := camera.Open(ctx, cc, log)
+	if err != nil {
+		return nil, err
+	}
+	enc, err := d.towers.NewImage(d.rt)
+	if err != nil {
+		src.Close()
+		return nil, err
+	}
+	p, err := pipeline.New(cc, src, enc, set, &sink{d: d}, log)
+	if err != nil {
+		src.Close()
+		enc.Close()
+		return nil, err
+	}
+	return p, nil
+}
+
+// probeAccelerators tries the Edge TPU once: when "auto" finds none, every
+// later interpreter goes straight to the CPU instead of trying (and
+// logging) again.
+func (d *daemon) probeAccelerators() {
+	if d.rt.EdgeTPU != tflite.EdgeTPUAuto {
+		return
+	}
+	probe, err := d.towers.NewImage(d.rt)
+	if err != nil {
+		return // the self-test reports it
+	}
+	accels := probe.Accelerators()
+	probe.Close()
+	if !slices.Contains(accels, "edgetpu") {
+		d.rt.EdgeTPU = tflite.EdgeTPUOff
+	}
+	d.log.Info().Strs("accelerators", accels).Msg("inference")
+}
+
+// rulesChanged rebuilds the rule set and hands it to every pipeline.
+func (d *daemon) rulesChanged(ctx context.Context) {
+	set, err := d.mgr.Set(ctx)
+	if err != nil {
+		d.log.Error().Err(err).Msg("rules not reloaded")
+		return
+	}
+	for _, p := range d.pipes {
+		p.SetRules(set)
+	}
+}
+
+// health is every component's state for /healthz.
+func (d *daemon) health(ctx context.Context) []api.Check {
+	var checks []api.Check
+	for _, p := range d.pipes {
+		st := p.SourceStats()
+		c := api.Check{Name: "camera/" + p.Name, OK: st.Available}
+		if st.Err != nil {
+			c.Detail = st.Err.Error()
+		}
+		checks = append(checks, c)
+	}
+	checks = append(checks, api.Check{Name: "encoder", OK: true, Detail: fmt.Sprintf("%s v%d (passed its self-test)",
+		d.towers.Manifest().Name, d.towers.Manifest().Version)})
+	_, _, err := d.st.ModelVersions(ctx)
+	sc := api.Check{Name: "store", OK: err == nil}
+	if err != nil {
+		sc.Detail = err.Error()
+	}
+	return append(checks, sc)
+}
+
+// lockedRules serialises the API's rule changes with everyone else's.
+type lockedRules struct{ d *daemon }
+
+func (l lockedRules) List(ctx context.Context) ([]*rules.Rule, error) {
+	l.d.rulesMu.Lock()
+	defer l.d.rulesMu.Unlock()
+	return l.d.mgr.List(ctx)
+}
+
+func (l lockedRules) Put(ctx context.Context, r *rules.Rule) error {
+	l.d.rulesMu.Lock()
+	defer l.d.rulesMu.Unlock()
+	return l.d.mgr.Put(ctx, r)
+}
+
+func (l lockedRules) Delete(ctx context.Context, id string) error {
+	l.d.rulesMu.Lock()
+	defer l.d.rulesMu.Unlock()
+	return l.d.mgr.Delete(ctx, id)
+}
+
+func (d *daemon) serveHTTP(ctx context.Context) (*http.Server, error) {
+	if d.cfg.HTTP.Listen == "" {
+		return nil, nil
+	}
+	cams := map[string]api.Snapshotter{}
+	for _, p := range d.pipes {
+		cams[p.Name] = p
+	}
+	h := api.Handler(api.Config{Health: d.health, Cameras: cams, Rules: lockedRules{d}, CameraNames: d.cfg.CameraNames(),
+		OnRulesChanged: d.rulesChanged, Metrics: d.metrics.Registry, Log: d.log.With().Str("component", "api").Logger()})
+	ln, err := net.Listen("tcp", d.cfg.HTTP.Listen)
+	if err != nil {
+		return nil, fmt.Errorf("http.listen: %w", err)
+	}
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second, BaseContext: func(net.Listener) context.Context { return ctx }}
+	go func() {
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			d.log.Error().Err(err).Msg("http server stopped")
+		}
+	}()
+	d.log.Info().Str("listen", ln.Addr().String()).Msg("local API serving")
+	return srv, nil
+}
+
+// close releases what open acquired, in reverse order.
+func (d *daemon) close() {
+	if d.text != nil {
+		d.text.Close()
+	}
+	if d.towers != nil {
+		d.towers.Close()
+	}
+	if d.bundle != nil {
+		d.bundle.Close()
+	}
+	if d.st != nil {
+		d.st.Close()
+	}
+}
+
+// sink records what the pipelines decide.
+type sink struct{ d *daemon }
+
+func (s *sink) Event(ctx context.Context, e pipeline.Event) error {
+	s.d.metrics.Detections.WithLabelValues(e.Detection.Rule, e.Detection.Camera).Inc()
+	return rules.Record(ctx, s.d.st, e.Detection)
+}
+
+func (s *sink) CameraStatus(_ context.Context, name string, online bool, reason error) {
+	ev := s.d.log.Info()
+	if !online {
+		ev = s.d.log.Warn().AnErr("reason", reason)
+	}
+	ev.Str("camera", name).Bool("online", online).Msg("camera status")
+}

@@ -42,7 +42,7 @@ export CGO_LDFLAGS := -L$(TFLITE_DIR)/lib -Wl,-rpath,$(TFLITE_DIR)/lib $(CGO_LDF
 
 GO_LDFLAGS := -X github.com/sightd/sightd/daemon/version.Version=$(VERSION)
 
-.PHONY: deps deps-apt deps-tflite deps-fixtures deps-go demo-bundle build test bench fmt generate run clean
+.PHONY: deps deps-apt deps-tflite deps-fixtures deps-go demo-bundle bench-bundle bench-video bench-daemon build test bench fmt generate run clean
 
 deps: deps-apt deps-tflite deps-fixtures deps-go
 
@@ -117,6 +117,19 @@ build: deps-tflite
 demo-bundle: deps-tflite
 	rm -rf bin/demo-bundle bin/demo-bundle.tar.gz
 	$(GO) run ./quant/modelgen/demo/cmd/demo-bundle -o bin/demo-bundle -tar bin/demo-bundle.tar.gz
+
+# The benchmark bundle (MobileNetV2-like int8 image tower, 512-d) and a
+# 1280x720 MJPG street video, for `sightd bench`.
+bench-bundle: deps-tflite
+	rm -rf bin/bench-bundle
+	$(GO) run ./quant/modelgen/demo/cmd/demo-bundle -bench -o bin/bench-bundle
+
+bench-video: deps-fixtures
+	$(GO) run ./camera/cmd/rescale -i $(OPENCV_DATA)/vtest.avi -o bin/street-720p.avi -width 1280 -height 720
+
+# sightd bench on the benchmark bundle and the 1280x720 video.
+bench-daemon: build bench-bundle bench-video
+	bin/sightd bench --bundle bin/bench-bundle --source bin/street-720p.avi --frames 300
 
 # The README's test command. Installs what it needs first.
 test: deps

@@ -254,3 +254,18 @@ func TestConfigCheckCommand(t *testing.T) {
 		t.Fatalf("missing file: %v (want an error, not exit code 2)", err)
 	}
 }
+
+func TestBenchCommand(t *testing.T) {
+	out, err := run(t, "bench", "--bundle", demoBundle(t), "--source", opencvPhoto(t, "vtest.avi"), "--frames", "30", "--grid", "2x2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"frames/s", "invoke alone", "overhead", "matching", "peak RSS", "first encoded frame"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("bench output lacks %q:\n%s", want, out)
+		}
+	}
+	if _, err := run(t, "bench", "--bundle", demoBundle(t), "--source", "rtmp://nowhere/x"); err == nil {
+		t.Error("a bad source was accepted")
+	}
+}

@@ -21,7 +21,7 @@ func newLogger(w io.Writer, cfg config.Log) zerolog.Logger {
 	format := cfg.Format
 	if format == "auto" {
 		format = "json"
-		if f, ok := w.(*os.File); ok && isatty.IsTerminal(f.Fd()) {
+		if f, ok := w.(*os.File); ok && isTerminal(f) {
 			format = "console"
 		}
 	}
@@ -30,3 +30,5 @@ func newLogger(w io.Writer, cfg config.Log) zerolog.Logger {
 	}
 	return zerolog.New(w).Level(level).With().Timestamp().Logger()
 }
+
+func isTerminal(f *os.File) bool { return isatty.IsTerminal(f.Fd()) }

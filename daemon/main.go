@@ -32,6 +32,6 @@ func newRootCmd() *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(newVersionCmd(), newEncodeCmd(), newSimilarityCmd(), newTokenizeCmd(), newCameraCmd(), newRuleCmd(), newConfigCmd(), newRunCmd())
+	root.AddCommand(newVersionCmd(), newEncodeCmd(), newSimilarityCmd(), newTokenizeCmd(), newCameraCmd(), newRuleCmd(), newConfigCmd(), newRunCmd(), newBenchCmd())
 	return root
 }

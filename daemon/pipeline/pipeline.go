@@ -65,8 +65,9 @@ type Model struct {
 // Stats are the pipeline's counters, safe to read from other goroutines.
 type Stats struct {
 	Frames, Gated, Encoded, Regions, Events atomic.Uint64
-	// EncodeNanos is the total time spent encoding regions.
-	EncodeNanos atomic.Int64
+	// EncodeNanos is the total time spent encoding regions; MatchNanos
+	// the time matching them against the rules and deciding.
+	EncodeNanos, MatchNanos atomic.Int64
 	// LastProgress is the Unix time in nanoseconds when the loop last
 	// handled a frame or an outage: the watchdog's evidence of life.
 	LastProgress atomic.Int64
@@ -240,10 +241,12 @@ func (p *Pipeline) handle(ctx context.Context, f camera.Frame) error {
 	}
 	p.Stats.Encoded.Add(1)
 	p.Stats.Regions.Add(uint64(n))
+	start = time.Now()
 	results, err := p.eval.Evaluate(f.Time, vecs, n)
 	if err != nil {
 		return err
 	}
+	p.Stats.MatchNanos.Add(int64(time.Since(start)))
 	p.mu.Lock()
 	f.Mat.CopyTo(&p.last)
 	p.lastAt = time.Now()

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"image"
 	"slices"
+	"time"
 
 	"gocv.io/x/gocv"
 
@@ -181,3 +182,22 @@ func (e *Image) Close() error {
 	}
 	return nil
 }
+
+// TimeInvoke runs the model n times on its current input and returns the
+// mean time of one invoke: the engine's own limit, for `sightd bench`.
+func (e *Image) TimeInvoke(n int) (time.Duration, error) {
+	if n < 1 {
+		n = 1
+	}
+	start := time.Now()
+	for i := 0; i < n; i++ {
+		if err := e.ip.Invoke(); err != nil {
+			return 0, err
+		}
+	}
+	return time.Since(start) / time.Duration(n), nil
+}
+
+// Batch is the number of regions one invoke takes (1 unless the model has a
+// dynamic batch dimension and several regions were encoded at once).
+func (e *Image) Batch() int { return e.batch }

@@ -33,6 +33,12 @@ type Options struct {
 	// Version is the manifest's version; 0 means 1. OTA tests build the
 	// same bundle under several versions.
 	Version int64
+	// Bench makes the benchmark bundle instead: the foundation's
+	// MobileNetV2-like int8 image tower (224x224, 512-d, random weights,
+	// 300 M multiply-accumulates) with a random 512-d text tower over the
+	// demo vocabulary. It recognises nothing; it costs what a real encoder
+	// costs, for `sightd bench`.
+	Bench bool
 }
 
 // textProbes are the text probes: rules with one known word among others,
@@ -91,6 +97,9 @@ func generate(opts Options) (*bundle.Manifest, map[string][]byte, error) {
 		return nil, nil, fmt.Errorf("demo: %w", err)
 	}
 
+	if opts.Bench {
+		return generateBench(opts, voc, files)
+	}
 	img, err := imageModel()
 	if err != nil {
 		return nil, nil, err

@@ -34,6 +34,7 @@ func run(args []string, stdout io.Writer) error {
 	out := fs.String("o", "", "bundle directory to write (must not exist or be empty)")
 	tarPath := fs.String("tar", "", "also write the bundle as a tar to this file (.tar.gz or .tgz: gzip-compressed)")
 	version := fs.Int64("version", 1, "manifest version")
+	bench := fs.Bool("bench", false, "write the benchmark bundle (MobileNetV2-like 224x224 int8 image tower, 512-d) instead")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return nil
@@ -44,7 +45,7 @@ func run(args []string, stdout io.Writer) error {
 		fs.Usage()
 		return errors.New("want -o DIR and no other arguments")
 	}
-	if err := demo.Build(*out, demo.Options{Version: *version}); err != nil {
+	if err := demo.Build(*out, demo.Options{Version: *version, Bench: *bench}); err != nil {
 		return err
 	}
 	b, err := bundle.Open(*out)

@@ -1,0 +1,212 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/rs/zerolog"
+	"github.com/spf13/cobra"
+
+	"github.com/sightd/sightd/camera"
+	"github.com/sightd/sightd/daemon/pipeline"
+	"github.com/sightd/sightd/daemon/rules"
+	"github.com/sightd/sightd/quant"
+)
+
+func newBenchCmd() *cobra.Command {
+	var bundlePath, source, grid string
+	var frames int
+	var prompts []string
+	var rt runtimeFlags
+	cmd := &cobra.Command{
+		Use:   "bench --bundle B --source S",
+		Short: "Run the real pipeline on a source and report its speed",
+		Long: "Runs source -> gate -> regions -> encode -> match -> decide for N frames (files as\n" +
+			"fast as the pipeline takes them) and prints frames/s, the invoke time alone (the\n" +
+			"engine's own limit on this model), the pipeline's cost above it, the gate's pass\n" +
+			"rate, matching time and peak memory.",
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cc := camera.Defaults()
+			cc.Name, cc.Source, cc.Fast, cc.Loop = "bench", source, true, true
+			if grid != "" {
+				if _, err := fmt.Sscanf(grid, "%dx%d", &cc.Regions.Grid.Rows, &cc.Regions.Grid.Cols); err != nil {
+					return fmt.Errorf("--grid %q: want ROWSxCOLS", grid)
+				}
+			}
+			if err := cc.Validate(); err != nil {
+				return err
+			}
+			return runBench(cmd.Context(), cmd.OutOrStdout(), bundlePath, cc, frames, prompts, rt)
+		},
+	}
+	cmd.Flags().StringVar(&bundlePath, "bundle", "", "model bundle (directory or tar)")
+	cmd.Flags().StringVar(&source, "source", "", "camera source (a video file is read as fast as possible, looped)")
+	cmd.Flags().IntVar(&frames, "frames", 300, "frames to run")
+	cmd.Flags().StringVar(&grid, "grid", "", "grid regions ROWSxCOLS besides the full frame")
+	cmd.Flags().StringArrayVar(&prompts, "prompt", []string{"a package on the porch", "a person at the door", "the garage door is open"}, "rule prompts to match (repeatable)")
+	rt.register(cmd)
+	return cmd
+}
+
+// benchSink counts and drops events.
+type benchSink struct{ events int }
+
+func (b *benchSink) Event(context.Context, pipeline.Event) error       { b.events++; return nil }
+func (b *benchSink) CameraStatus(context.Context, string, bool, error) {}
+
+func runBench(ctx context.Context, w io.Writer, bundlePath string, cc camera.Config, frames int, prompts []string, rt runtimeFlags) error {
+	start := time.Now()
+	towers, done, err := openTowers(bundlePath)
+	if err != nil {
+		return err
+	}
+	defer done()
+	m := towers.Manifest()
+	opts := rt.options()
+	text, err := towers.NewText(opts)
+	if err != nil {
+		return err
+	}
+	defer text.Close()
+	var compiled []*rules.Compiled
+	for i, p := range prompts {
+		r := &rules.Rule{ID: fmt.Sprintf("bench-%d", i), Prompts: []string{p}}
+		r.Defaults()
+		c, err := rules.Embed(text, r, nil)
+		if err != nil {
+			return err
+		}
+		cr, err := rules.Compile(r, c)
+		if err != nil {
+			return err
+		}
+		compiled = append(compiled, cr)
+	}
+	bgs, err := rules.Backgrounds(text, rules.DefaultBackgrounds)
+	if err != nil {
+		return err
+	}
+	qb := make([]quant.Vector, len(bgs))
+	for i, b := range bgs {
+		if qb[i], err = quant.Quantize(b); err != nil {
+			return err
+		}
+	}
+	set, err := rules.NewSet(m.Version, m.LogitScale, text.Dim(), compiled, qb)
+	if err != nil {
+		return err
+	}
+	enc, err := towers.NewImage(opts)
+	if err != nil {
+		return err
+	}
+	accels := enc.Accelerators()
+	runCtx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	src, err := camera.Open(runCtx, cc, zerolog.Nop())
+	if err != nil {
+		enc.Close()
+		return err
+	}
+	p, err := pipeline.New(cc, src, enc, set, &benchSink{}, zerolog.Nop())
+	if err != nil {
+		return err
+	}
+	var first time.Duration
+	p.OnEncode = func(time.Duration) {
+		if first == 0 {
+			first = time.Since(start)
+		}
+	}
+	fmt.Fprintf(w, "model    %s v%d, %d-d, on %s with %d threads\nsource   %s\n", m.Name, m.Version, m.EmbeddingDim,
+		strings.Join(accels, "+"), opts.Threads, cc.Source)
+	errc := make(chan error, 1)
+	t0 := time.Now()
+	go func() { errc <- p.Run(runCtx) }()
+	progress := newProgress(w, frames)
+	for p.Stats.Frames.Load() < uint64(frames) {
+		select {
+		case err := <-errc:
+			if err != nil {
+				return err
+			}
+			return fmt.Errorf("the source ended after %d frames", p.Stats.Frames.Load())
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+			progress(int(p.Stats.Frames.Load()))
+		}
+	}
+	elapsed := time.Since(t0)
+	n, gated, encoded, regions := p.Stats.Frames.Load(), p.Stats.Gated.Load(), p.Stats.Encoded.Load(), p.Stats.Regions.Load()
+	encodeNs, matchNs := p.Stats.EncodeNanos.Load(), p.Stats.MatchNanos.Load()
+	cancel()
+	<-errc
+	progress(-1)
+
+	// The engine's own limit: the same interpreter settings, invoke alone.
+	probe, err := towers.NewImage(opts)
+	if err != nil {
+		return err
+	}
+	invoke, err := probe.TimeInvoke(20)
+	probe.Close()
+	if err != nil {
+		return err
+	}
+	perFrame := elapsed / time.Duration(n)
+	invokePerFrame := time.Duration(float64(invoke) * float64(regions) / float64(n))
+	fmt.Fprintf(w, "frames   %d in %.1fs: %.1f frames/s (%.1f ms a frame)\n", n, elapsed.Seconds(), float64(n)/elapsed.Seconds(), ms(perFrame))
+	fmt.Fprintf(w, "gate     %.1f%% of frames encoded, %.1f regions each\n", 100*float64(gated)/float64(n), float64(regions)/float64(max(encoded, 1)))
+	fmt.Fprintf(w, "encode   %.2f ms a region; invoke alone %.2f ms a region\n", ms(time.Duration(encodeNs/int64(max(regions, 1)))), ms(invoke))
+	fmt.Fprintf(w, "overhead %.1f%% of the frame time is not the model (%.2f of %.2f ms)\n",
+		100*(1-float64(invokePerFrame)/float64(perFrame)), ms(perFrame-invokePerFrame), ms(perFrame))
+	fmt.Fprintf(w, "matching %.3f ms a frame (%d rules, %d regions)\n", ms(time.Duration(matchNs/int64(max(encoded, 1)))), len(compiled), regions/max(encoded, 1))
+	fmt.Fprintf(w, "memory   peak RSS %.1f MB (model files %.1f MB)\n", float64(peakRSS())/1e6, float64(m.Image.Size+m.Text.Size)/1e6)
+	fmt.Fprintf(w, "start    %.0f ms to the first encoded frame\n", ms(first))
+	return nil
+}
+
+func ms(d time.Duration) float64 { return float64(d) / 1e6 }
+
+// peakRSS is the process's high-water resident set (VmHWM), in bytes.
+func peakRSS() int64 {
+	f, err := os.Open("/proc/self/status")
+	if err != nil {
+		return 0
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		if v, ok := strings.CutPrefix(sc.Text(), "VmHWM:"); ok {
+			kb, _ := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
+			return kb * 1024
+		}
+	}
+	return 0
+}
+
+// newProgress draws a progress line on a terminal and nothing elsewhere;
+// progress(-1) ends the line.
+func newProgress(w io.Writer, total int) func(int) {
+	f, ok := w.(*os.File)
+	if !ok || !isTerminal(f) {
+		return func(int) {}
+	}
+	return func(done int) {
+		if done < 0 {
+			fmt.Fprint(w, "\r\033[K")
+			return
+		}
+		const width = 40
+		filled := min(width, done*width/max(total, 1))
+		fmt.Fprintf(w, "\r[%s%s] %d/%d frames", strings.Repeat("#", filled), strings.Repeat(" ", width-filled), done, total)
+	}
+}

@@ -6,8 +6,11 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"os"
+	"os/signal"
 	"slices"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -36,7 +39,21 @@ func newRunCmd() *cobra.Command {
 				return err
 			}
 			log := newLogger(cmd.ErrOrStderr(), cfg.Log)
-			return runDaemon(cmd.Context(), cfg, log)
+			hup := make(chan os.Signal, 1)
+			signal.Notify(hup, syscall.SIGHUP)
+			defer signal.Stop(hup)
+			reload := make(chan *config.Config)
+			go func() {
+				for range hup {
+					c, err := config.Load(path)
+					if err != nil {
+						log.Error().Err(err).Msg("SIGHUP: configuration not reloaded")
+						continue
+					}
+					reload <- c
+				}
+			}()
+			return runDaemon(cmd.Context(), cfg, log, reload)
 		},
 	}
 	cmd.Flags().StringVarP(&path, "config", "c", DefaultConfig, "configuration file")
@@ -74,7 +91,7 @@ func runtimeOptions(m config.Model, log *zerolog.Logger) tflite.Options {
 
 // runDaemon starts everything, runs until ctx ends, and shuts down in order
 // within a deadline.
-func runDaemon(ctx context.Context, cfg *config.Config, log zerolog.Logger) (err error) {
+func runDaemon(ctx context.Context, cfg *config.Config, log zerolog.Logger, reload <-chan *config.Config) (err error) {
 	d := &daemon{cfg: cfg, log: log, metrics: api.NewMetrics()}
 	mlog := log.With().Str("component", "model").Logger()
 	d.rt = runtimeOptions(cfg.Model, &mlog)
@@ -101,10 +118,17 @@ func runDaemon(ctx context.Context, cfg *config.Config, log zerolog.Logger) (err
 	}
 	log.Info().Int("cameras", len(d.pipes)).Str("model", d.towers.Manifest().Name).
 		Int64("version", d.towers.Manifest().Version).Msg("sightd running")
-	select {
-	case <-ctx.Done():
-	case err = <-errs:
-		log.Error().Err(err).Msg("a camera pipeline failed; stopping")
+wait:
+	for {
+		select {
+		case <-ctx.Done():
+			break wait
+		case err = <-errs:
+			log.Error().Err(err).Msg("a camera pipeline failed; stopping")
+			break wait
+		case c := <-reload:
+			d.reload(ctx, c)
+		}
 	}
 	stop()
 	shutdown, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -232,6 +256,37 @@ func (d *daemon) rulesChanged(ctx context.Context) {
 	for _, p := range d.pipes {
 		p.SetRules(set)
 	}
+}
+
+// reload applies a re-read configuration: its rules are saved and take
+// effect at the next frame. Cameras, the model and the rest need a restart.
+func (d *daemon) reload(ctx context.Context, c *config.Config) {
+	d.rulesMu.Lock()
+	var failed int
+	for _, r := range c.Rules {
+		if !camerasKnown(d.cfg.CameraNames(), r) {
+			d.log.Error().Str("rule", r.ID).Msg("SIGHUP: rule names a camera that needs a restart; skipped")
+			failed++
+			continue
+		}
+		if err := d.mgr.Put(ctx, r); err != nil {
+			d.log.Error().Err(err).Str("rule", r.ID).Msg("SIGHUP: rule not saved")
+			failed++
+		}
+	}
+	d.rulesMu.Unlock()
+	d.rulesChanged(ctx)
+	d.log.Info().Int("rules", len(c.Rules)-failed).Int("failed", failed).Msg("SIGHUP: rules reloaded; cameras and model changes need a restart")
+}
+
+// camerasKnown reports whether rule r names only cameras in known.
+func camerasKnown(known map[string]bool, r *rules.Rule) bool {
+	for _, name := range r.Cameras {
+		if !known[name] {
+			return false
+		}
+	}
+	return true
 }
 
 // health is every component's state for /healthz.

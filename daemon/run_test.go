@@ -54,7 +54,8 @@ http: {listen: %q}
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- runDaemon(ctx, cfg, zerolog.Nop()) }()
+	reload := make(chan *config.Config)
+	go func() { done <- runDaemon(ctx, cfg, zerolog.Nop(), reload) }()
 
 	var health struct {
 		Status string `json:"status"`
@@ -86,6 +87,25 @@ http: {listen: %q}
 	if resp.StatusCode != 503 || !strings.Contains(string(body), `"name":"camera/attic","ok":false`) {
 		t.Errorf("healthz with a missing camera: %d %s", resp.StatusCode, body)
 	}
+	// A reloaded configuration (SIGHUP) adds its rules.
+	cfg2 := *cfg
+	orange := &rules.Rule{ID: "orange", Prompts: []string{"something orange"}}
+	orange.Defaults()
+	cfg2.Rules = append(append(config.Rules(nil), cfg.Rules...), orange)
+	reload <- &cfg2
+	var listed string
+	for time.Now().Before(deadline) && !strings.Contains(listed, `"id":"orange"`) {
+		if resp, err := http.Get("http://" + listen + "/api/rules"); err == nil {
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			listed = string(b)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if !strings.Contains(listed, `"id":"orange"`) {
+		t.Errorf("reloaded rule not listed: %s", listed)
+	}
+
 	// Wait for a detection to show in the metrics, then stop.
 	var metrics string
 	for time.Now().Before(deadline) && !strings.Contains(metrics, `sightd_detections_total{camera="street",rule="dark-clothes"}`) {

@@ -38,7 +38,10 @@ FACE_INTEGRITY   := sha512-k5aYtTf7av7GwD3C9T4LJB/okHK/uJwFQSOmJ9OHZMlwg7SdYVMol
 TFLITE_DIR ?= $(TFLITE_BUNDLED)/linux_$(ARCH)
 export CGO_ENABLED := 1
 export CGO_CFLAGS  := -I$(TFLITE_DIR)/include $(CGO_CFLAGS)
-export CGO_LDFLAGS := -L$(TFLITE_DIR)/lib -Wl,-rpath,$(TFLITE_DIR)/lib $(CGO_LDFLAGS)
+# $ORIGIN/../lib/sightd first: an installed binary finds the runtime that
+# `make install` puts beside it. ($$ is make's $; the value reaches the linker
+# without a shell, so it takes no quotes.)
+export CGO_LDFLAGS := -Wl,-rpath,$$ORIGIN/../lib/sightd -L$(TFLITE_DIR)/lib -Wl,-rpath,$(TFLITE_DIR)/lib $(CGO_LDFLAGS)
 
 GO_LDFLAGS := -X github.com/sightd/sightd/daemon/version.Version=$(VERSION)
 
@@ -154,3 +157,46 @@ run: deps build demo-bundle
 
 clean:
 	rm -rf bin
+
+# ---- install / uninstall -------------------------------------------------
+# The installed layout. The unit's ExecStart (/usr/local/bin/sightd) and the
+# binary's rpath ($ORIGIN/../lib/sightd) depend on it, so it has no PREFIX.
+BINDIR  := /usr/local/bin
+LIBDIR  := /usr/local/lib/sightd
+UNITDIR := /usr/local/lib/systemd/system
+CONFDIR := /etc/sightd
+# Root for the system itself; a DESTDIR (a package's staging tree) needs none.
+ISUDO   := $(if $(DESTDIR),,$(SUDO))
+
+.PHONY: install uninstall
+
+# make build && sudo make install, or make install (it asks sudo).
+install: build
+	$(ISUDO) install -D -m 0755 bin/sightd "$(DESTDIR)$(BINDIR)/sightd"
+	$(ISUDO) install -d -m 0755 "$(DESTDIR)$(LIBDIR)"
+	$(ISUDO) install -m 0644 "$(TFLITE_DIR)"/lib/*.so "$(DESTDIR)$(LIBDIR)/"
+	$(ISUDO) install -D -m 0644 systemd/sightd.service "$(DESTDIR)$(UNITDIR)/sightd.service"
+	@if [ -z "$(DESTDIR)" ] && ! getent passwd sightd >/dev/null; then \
+	  echo "install: creating the system user sightd (groups sightd, video)"; \
+	  $(ISUDO) useradd --system --user-group --groups video --home-dir /var/lib/sightd \
+	    --no-create-home --shell /usr/sbin/nologin sightd; \
+	fi
+	$(if $(DESTDIR),,$(ISUDO) install -d -o sightd -g sightd -m 0750 /var/lib/sightd)
+	$(ISUDO) install -d -m 0755 "$(DESTDIR)$(CONFDIR)"
+	@if [ -e "$(DESTDIR)$(CONFDIR)/sightd.yml" ]; then \
+	  echo "install: $(CONFDIR)/sightd.yml exists; the example is not installed"; \
+	else \
+	  $(ISUDO) install $(if $(DESTDIR),-m 0644,-m 0640 -g sightd) daemon/config/sightd.example.yml "$(DESTDIR)$(CONFDIR)/sightd.yml"; \
+	fi
+	@if [ -z "$(DESTDIR)" ] && [ -d /run/systemd/system ]; then $(ISUDO) systemctl daemon-reload; fi
+	@echo "install: done; edit $(CONFDIR)/sightd.yml, then: systemctl enable --now sightd"
+
+uninstall:
+	@if [ -z "$(DESTDIR)" ] && [ -d /run/systemd/system ]; then \
+	  $(ISUDO) systemctl disable --now sightd.service 2>/dev/null || true; \
+	fi
+	$(ISUDO) rm -f "$(DESTDIR)$(BINDIR)/sightd" "$(DESTDIR)$(UNITDIR)/sightd.service"
+	$(ISUDO) rm -rf "$(DESTDIR)$(LIBDIR)"
+	@if [ -z "$(DESTDIR)" ] && [ -d /run/systemd/system ]; then $(ISUDO) systemctl daemon-reload; fi
+	@echo "uninstall: kept $(CONFDIR) (configuration), /var/lib/sightd (database, models, snapshots)"
+	@echo "uninstall: and the user sightd; remove them by hand if you want them gone"

@@ -25,6 +25,7 @@ import (
 	"github.com/sightd/sightd/quant/encoder"
 	"github.com/sightd/sightd/quant/tflite"
 	"github.com/sightd/sightd/store"
+	"github.com/sightd/sightd/systemd"
 )
 
 func newRunCmd() *cobra.Command {
@@ -101,6 +102,14 @@ func runDaemon(ctx context.Context, cfg *config.Config, log zerolog.Logger, relo
 	}
 	runCtx, stop := context.WithCancel(ctx)
 	defer stop()
+	wd, err := systemd.NewWatchdog(log.With().Str("component", "watchdog").Logger())
+	if err != nil {
+		return err
+	}
+	for _, p := range d.pipes {
+		p.Heartbeat = wd.Register("camera/" + p.Name)
+	}
+	go wd.Run(runCtx)
 	var wg sync.WaitGroup
 	errs := make(chan error, len(d.pipes)+1)
 	for _, p := range d.pipes {
@@ -118,6 +127,9 @@ func runDaemon(ctx context.Context, cfg *config.Config, log zerolog.Logger, relo
 	}
 	log.Info().Int("cameras", len(d.pipes)).Str("model", d.towers.Manifest().Name).
 		Int64("version", d.towers.Manifest().Version).Msg("sightd running")
+	systemd.Ready()
+	systemd.Status("%d cameras, %d rules, model %s v%d", len(d.pipes), len(d.cfg.Rules),
+		d.towers.Manifest().Name, d.towers.Manifest().Version)
 wait:
 	for {
 		select {
@@ -127,9 +139,12 @@ wait:
 			log.Error().Err(err).Msg("a camera pipeline failed; stopping")
 			break wait
 		case c := <-reload:
+			systemd.Reloading()
 			d.reload(ctx, c)
+			systemd.Ready()
 		}
 	}
+	systemd.Stopping()
 	stop()
 	shutdown, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()

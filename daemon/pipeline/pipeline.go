@@ -80,6 +80,13 @@ type Pipeline struct {
 	// OnEncode, when set before Run, is told how long each frame's
 	// encoding took (a latency histogram).
 	OnEncode func(time.Duration)
+	// Heartbeat, when set before Run, is ticked on every turn of the loop
+	// (frames and outages alike): the watchdog's evidence of life. Done
+	// tells it the loop ended on purpose (stopped, or a file came to its end).
+	Heartbeat interface {
+		Tick()
+		Done()
+	}
 
 	cfg     camera.Config
 	log     zerolog.Logger
@@ -180,6 +187,9 @@ func (p *Pipeline) applyPending() {
 // is unavailable is reported to the sink and waited for; it is not an error.
 func (p *Pipeline) Run(ctx context.Context) error {
 	defer p.close()
+	if p.Heartbeat != nil {
+		defer p.Heartbeat.Done()
+	}
 	for {
 		f, err := p.src.Next(ctx)
 		switch {
@@ -208,7 +218,12 @@ func (p *Pipeline) Run(ctx context.Context) error {
 	}
 }
 
-func (p *Pipeline) progress() { p.Stats.LastProgress.Store(time.Now().UnixNano()) }
+func (p *Pipeline) progress() {
+	p.Stats.LastProgress.Store(time.Now().UnixNano())
+	if p.Heartbeat != nil {
+		p.Heartbeat.Tick()
+	}
+}
 
 // handle is the per-frame path: it allocates nothing in steady state
 // except for events (JPEG and the detection).

@@ -1,0 +1,474 @@
+package mqtt
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"maps"
+	"math/rand/v2"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	paho "github.com/eclipse/paho.mqtt.golang"
+	"github.com/eclipse/paho.mqtt.golang/packets"
+	"github.com/rs/zerolog"
+
+	"github.com/sightd/sightd/daemon/rules"
+	"github.com/sightd/sightd/store"
+)
+
+// Options are the parts of sightd the client works with.
+type Options struct {
+	// Outbox is the durable queue of messages to publish (required).
+	Outbox Outbox
+	// Rules receives rule/set and rule/delete; nil answers "not available".
+	Rules RuleStore
+	// Cameras are the configured camera names: one image entity each, and
+	// the cameras snapshot requests may name.
+	Cameras   []string
+	Snapshots Snapshotter // nil answers "not available"
+	Installer Installer   // nil answers "not available" (until OTA exists)
+	// Model and Version describe the device in Home Assistant (model, sw_version).
+	Model   string
+	Version string
+}
+
+// ErrNotAuthorized is why a broker refused the connection because of the
+// username or password.
+var ErrNotAuthorized = errors.New("not authorized")
+
+// Health is the connection's state for /healthz and logs.
+type Health struct {
+	Connected bool
+	// Since is when the current connection, or outage, began.
+	Since time.Time
+	// Err is why the last attempt failed or the last connection ended;
+	// errors.Is(Err, ErrNotAuthorized) for refused credentials.
+	Err error
+	// Attempts counts connection attempts since Run started.
+	Attempts uint64
+	// Acked counts outbox messages the broker acknowledged.
+	Acked uint64
+	// The outbox: waiting messages, their size, and those ever dropped
+	// because it was full.
+	Outbox      int
+	OutboxBytes int64
+	Dropped     uint64
+}
+
+// Client connects sightd to an MQTT broker: it publishes the outbox,
+// announces sightd to Home Assistant and carries out commands.
+type Client struct {
+	cfg     Config
+	opts    Options
+	log     zerolog.Logger
+	topics  Topics
+	disc    discovery
+	cameras map[string]bool
+	pc      paho.Client
+	link    *link
+	h       handlers
+
+	nudge     chan struct{}     // wakes the drain
+	lost      chan error        // from paho: the connection died
+	connected chan struct{}     // to the control goroutine: subscribe, announce
+	resync    chan struct{}     // to the control goroutine: rules changed elsewhere
+	inbox     chan inbound      // commands and homeassistant/status
+	configs   chan inbound      // our retained discovery configs, to find stale ones
+	started   atomic.Bool       //
+	attempts  atomic.Uint64     //
+	acked     atomic.Uint64     //
+	mu        sync.Mutex        // guards since, lastErr
+	since     time.Time         //
+	lastErr   error             //
+	published map[string][]byte // discovery configs in force (control goroutine only)
+}
+
+type inbound struct {
+	topic    string
+	payload  []byte
+	retained bool
+}
+
+// Time limits of the client's own steps.
+const (
+	commandTimeout  = 30 * time.Second
+	stoppedTimeout  = 2 * time.Second
+	disconnectQuiet = 250 // ms paho waits for the DISCONNECT to go out
+)
+
+// New prepares a client; Run connects it. It reads the password file and
+// the TLS files now, so that a bad path fails at start-up.
+func New(cfg Config, opts Options, log zerolog.Logger) (*Client, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if opts.Outbox == nil {
+		return nil, errors.New("mqtt: no outbox")
+	}
+	for _, cam := range opts.Cameras {
+		if err := checkIDs(cam); err != nil {
+			return nil, err
+		}
+	}
+	password, err := cfg.password()
+	if err != nil {
+		return nil, err
+	}
+	tlsCfg, err := cfg.tlsConfig()
+	if err != nil {
+		return nil, err
+	}
+	c := &Client{
+		cfg: cfg, opts: opts, topics: NewTopics(cfg.DeviceID),
+		log:       log.With().Str("component", "mqtt").Logger(),
+		disc:      newDiscovery(cfg, opts.Cameras, opts.Model, opts.Version),
+		cameras:   map[string]bool{},
+		link:      newLink(),
+		nudge:     make(chan struct{}, 1),
+		lost:      make(chan error, 1),
+		connected: make(chan struct{}, 1),
+		resync:    make(chan struct{}, 1),
+		inbox:     make(chan inbound, 64),
+		configs:   make(chan inbound, 1024),
+		since:     time.Now(),
+	}
+	for _, cam := range opts.Cameras {
+		c.cameras[cam] = true
+	}
+	c.h = handlers{device: cfg.DeviceID, push: c.Push, rules: opts.Rules, snapshots: opts.Snapshots,
+		installer: opts.Installer, changed: func(ctx context.Context) { c.syncDiscovery(ctx, false) }}
+
+	o := paho.NewClientOptions().AddBroker(cfg.Broker).
+		SetClientID("sightd-"+cfg.DeviceID).
+		SetUsername(cfg.Username).SetPassword(password).
+		SetProtocolVersion(4). // no silent fall-back to 3.1 after a refusal
+		// A persistent session: the broker keeps our subscriptions and
+		// queues commands sent while we are away.
+		SetCleanSession(false).
+		// Reconnecting is ours (back-off, health); paho only connects.
+		SetAutoReconnect(false).SetConnectRetry(false).
+		SetKeepAlive(cfg.KeepAlive).SetPingTimeout(min(cfg.KeepAlive, 10*time.Second)).
+		SetConnectTimeout(cfg.ConnectTimeout).
+		SetWill(c.topics.Status(), Offline, 1, true).
+		// Messages in flight when a connection dies are resent in order.
+		SetStore(paho.NewOrderedMemoryStore()).
+		SetDefaultPublishHandler(c.onMessage).
+		SetConnectionLostHandler(func(_ paho.Client, err error) {
+			select {
+			case c.lost <- err:
+			default:
+			}
+		})
+	if tlsCfg != nil {
+		o.SetTLSConfig(tlsCfg)
+	}
+	c.pc = paho.NewClient(o)
+	return c, nil
+}
+
+// Push queues a message in the outbox and wakes the drain. Producers use
+// it (or push to the store themselves; the drain then finds the message
+// within a few seconds).
+func (c *Client) Push(ctx context.Context, m store.Message) error {
+	if _, err := c.opts.Outbox.Push(ctx, m); err != nil {
+		return err
+	}
+	c.Nudge()
+	return nil
+}
+
+// Nudge wakes the drain: something was pushed to the outbox.
+func (c *Client) Nudge() {
+	select {
+	case c.nudge <- struct{}{}:
+	default:
+	}
+}
+
+// Resync re-announces the rules to Home Assistant after they changed other
+// than by an MQTT command (the CLI, the HTTP API).
+func (c *Client) Resync() {
+	select {
+	case c.resync <- struct{}{}:
+	default:
+	}
+}
+
+// Health reports the connection's state.
+func (c *Client) Health() Health {
+	up, _, _ := c.link.state()
+	c.mu.Lock()
+	h := Health{Connected: up, Since: c.since, Err: c.lastErr}
+	c.mu.Unlock()
+	h.Attempts, h.Acked = c.attempts.Load(), c.acked.Load()
+	h.Outbox, h.OutboxBytes, h.Dropped = c.opts.Outbox.Len(), c.opts.Outbox.Bytes(), c.opts.Outbox.Dropped()
+	return h
+}
+
+func (c *Client) setState(err error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.since, c.lastErr = time.Now(), err
+}
+
+// Run connects, and keeps reconnecting, until ctx ends; then it publishes
+// "stopped" and disconnects. It returns once everything has stopped (after
+// at most connect_timeout plus two seconds). Call it once.
+func (c *Client) Run(ctx context.Context) error {
+	if !c.started.CompareAndSwap(false, true) {
+		return errors.New("mqtt: Run called twice")
+	}
+	c.log.Info().Str("broker", redact(c.cfg.Broker)).Str("client_id", "sightd-"+c.cfg.DeviceID).Msg("starting")
+	d := &drain{out: c.opts.Outbox, pub: c.pc, link: c.link, nudge: c.nudge, pace: newPacer(c.cfg.DrainRate),
+		retry: c.cfg.RetryMin, log: c.log, acked: func() { c.acked.Add(1) }}
+	var wg sync.WaitGroup
+	wg.Go(func() { d.run(ctx) })
+	wg.Go(func() { c.control(ctx) })
+	c.connectLoop(ctx)
+	wg.Wait()
+	if up, _, _ := c.link.state(); up {
+		tok := c.pc.Publish(c.topics.Status(), 1, true, Stopped)
+		if !tok.WaitTimeout(stoppedTimeout) || tok.Error() != nil {
+			c.log.Warn().Err(tok.Error()).Msg("could not publish the stopped status")
+		}
+		c.link.set(false)
+	}
+	c.pc.Disconnect(disconnectQuiet)
+	c.setState(nil)
+	c.log.Info().Int("outbox", c.opts.Outbox.Len()).Msg("stopped")
+	return nil
+}
+
+// connectLoop connects, waits for the connection to die, and reconnects
+// with exponential back-off and jitter, until ctx ends (still connected).
+func (c *Client) connectLoop(ctx context.Context) {
+	backoff := c.cfg.RetryMin
+	var lastErr string
+	for ctx.Err() == nil {
+		select {
+		case <-c.lost: // a stale report of an earlier connection
+		default:
+		}
+		c.attempts.Add(1)
+		tok := c.pc.Connect()
+		<-tok.Done() // bounded by connect_timeout
+		if err := tok.Error(); err != nil {
+			err = connectError(c.cfg, err)
+			c.setState(err)
+			// Log a failure once until it changes: an outage is not a
+			// reason to fill the journal.
+			if ev := c.log.Debug(); err.Error() != lastErr {
+				ev = c.log.Warn()
+				lastErr = err.Error()
+				ev.Err(err).Dur("retry_in", backoff).Msg("cannot connect; retrying with back-off")
+			} else {
+				ev.Err(err).Dur("retry_in", backoff).Msg("cannot connect")
+			}
+			sleep(ctx, jitter(backoff))
+			backoff = min(2*backoff, c.cfg.RetryMax)
+			continue
+		}
+		up := time.Now()
+		lastErr = ""
+		c.setState(nil)
+		c.link.set(true)
+		if tok := c.pc.Publish(c.topics.Status(), 1, true, Online); !tok.WaitTimeout(c.cfg.ConnectTimeout) || tok.Error() != nil {
+			c.log.Warn().Err(tok.Error()).Msg("could not publish the online status")
+		}
+		select {
+		case c.connected <- struct{}{}:
+		default:
+		}
+		c.log.Info().Str("broker", redact(c.cfg.Broker)).Msg("connected")
+		select {
+		case <-ctx.Done():
+			return
+		case err := <-c.lost:
+			c.link.set(false)
+			c.setState(fmt.Errorf("mqtt: connection to %s lost: %w", redact(c.cfg.Broker), err))
+			c.log.Warn().Err(err).Msg("connection lost; reconnecting")
+		}
+		// A connection that held for a while resets the back-off; one that
+		// dies at once (a broker that kicks us out) keeps growing it.
+		if time.Since(up) > c.cfg.RetryMax {
+			backoff = c.cfg.RetryMin
+		}
+		sleep(ctx, jitter(backoff))
+		backoff = min(2*backoff, c.cfg.RetryMax)
+	}
+}
+
+// jitter spreads d by ±25% so that a fleet does not reconnect in step.
+func jitter(d time.Duration) time.Duration {
+	return time.Duration(float64(d) * (0.75 + 0.5*rand.Float64()))
+}
+
+// connectError says why a connection attempt failed in words a user acts on.
+func connectError(cfg Config, err error) error {
+	if errors.Is(err, packets.ErrorRefusedNotAuthorised) || errors.Is(err, packets.ErrorRefusedBadUsernameOrPassword) {
+		return fmt.Errorf("mqtt: connect to %s: %w: the broker refused user %q (%v); check mqtt.username and mqtt.password_file",
+			redact(cfg.Broker), ErrNotAuthorized, cfg.Username, err)
+	}
+	return fmt.Errorf("mqtt: connect to %s: %w", redact(cfg.Broker), err)
+}
+
+// onMessage runs inside paho: it must not block, so it only hands the
+// message to the control goroutine.
+func (c *Client) onMessage(_ paho.Client, m paho.Message) {
+	in := inbound{topic: m.Topic(), payload: m.Payload(), retained: m.Retained()}
+	ch := c.inbox
+	if c.cfg.Discovery && strings.HasPrefix(in.topic, c.cfg.DiscoveryPrefix+"/") && in.topic != c.haStatus() {
+		ch = c.configs
+	}
+	select {
+	case ch <- in:
+	default:
+		c.log.Warn().Str("topic", in.topic).Msg("busy: message dropped")
+	}
+}
+
+func (c *Client) haStatus() string { return c.cfg.DiscoveryPrefix + "/status" }
+
+// control is the client's own goroutine for everything that may take time:
+// subscribing, discovery, commands.
+func (c *Client) control(ctx context.Context) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-c.connected:
+			c.onConnect(ctx)
+		case <-c.resync:
+			c.syncDiscovery(ctx, false)
+		case in := <-c.inbox:
+			c.handle(ctx, in)
+		case in := <-c.configs:
+			c.removeStale(in)
+		}
+	}
+}
+
+func (c *Client) onConnect(ctx context.Context) {
+	t := c.topics
+	subs := map[string]byte{t.RuleSet(): 1, t.RuleDelete(): 1, t.ModelInstall(): 1, t.SnapshotRequest("+"): 1}
+	if c.cfg.Discovery {
+		subs[c.haStatus()] = 1
+	}
+	c.subscribe(subs)
+	if !c.cfg.Discovery {
+		return
+	}
+	c.syncDiscovery(ctx, true)
+	// Our retained configs come back on this subscription; those of rules
+	// deleted while we were away are removed (see removeStale). QoS 0: they
+	// need not queue while we are offline.
+	c.subscribe(map[string]byte{c.disc.filter(): 0})
+}
+
+func (c *Client) subscribe(filters map[string]byte) {
+	tok := c.pc.SubscribeMultiple(filters, nil)
+	if !tok.WaitTimeout(c.cfg.ConnectTimeout) || tok.Error() != nil {
+		c.log.Warn().Err(tok.Error()).Strs("topics", slices.Sorted(maps.Keys(filters))).Msg("subscribe failed")
+	}
+}
+
+// syncDiscovery publishes the Home Assistant configs that changed (all of
+// them when force) and removes those no longer wanted.
+func (c *Client) syncDiscovery(ctx context.Context, force bool) {
+	if !c.cfg.Discovery {
+		return
+	}
+	list, err := c.listRules(ctx)
+	if err != nil {
+		c.log.Error().Err(err).Msg("discovery: cannot list the rules")
+		return
+	}
+	want, err := c.disc.configs(list)
+	if err != nil {
+		c.log.Error().Err(err).Msg("discovery")
+		return
+	}
+	var toks []paho.Token
+	for _, topic := range slices.Sorted(maps.Keys(want)) {
+		if force || !bytes.Equal(c.published[topic], want[topic]) {
+			toks = append(toks, c.pc.Publish(topic, 1, true, want[topic]))
+		}
+	}
+	for _, topic := range slices.Sorted(maps.Keys(c.published)) {
+		if _, ok := want[topic]; !ok {
+			toks = append(toks, c.pc.Publish(topic, 1, true, []byte{}))
+		}
+	}
+	c.published = want
+	deadline := time.Now().Add(c.cfg.ConnectTimeout)
+	for _, tok := range toks {
+		if !tok.WaitTimeout(time.Until(deadline)) || tok.Error() != nil {
+			// The next connection publishes everything again.
+			c.log.Warn().Err(tok.Error()).Msg("discovery: publish failed")
+			return
+		}
+	}
+	c.log.Debug().Int("configs", len(want)).Int("sent", len(toks)).Msg("discovery published")
+}
+
+func (c *Client) listRules(ctx context.Context) ([]*rules.Rule, error) {
+	if c.opts.Rules == nil {
+		return nil, nil
+	}
+	return c.opts.Rules.List(ctx)
+}
+
+// removeStale removes a retained discovery config of this device that sightd
+// no longer wants (a rule deleted while it was away, a camera removed from
+// the configuration).
+func (c *Client) removeStale(in inbound) {
+	if len(in.payload) == 0 || c.published == nil {
+		return
+	}
+	if _, ok := c.published[in.topic]; ok {
+		return
+	}
+	c.log.Info().Str("topic", in.topic).Msg("discovery: removing a stale entity")
+	c.pc.Publish(in.topic, 1, true, []byte{})
+}
+
+// handle carries out a command, or re-announces sightd when Home Assistant
+// comes online.
+func (c *Client) handle(ctx context.Context, in inbound) {
+	if in.topic == c.haStatus() {
+		if string(in.payload) == Online {
+			c.log.Info().Msg("Home Assistant is online: publishing discovery")
+			c.syncDiscovery(ctx, true)
+		}
+		return
+	}
+	cmd, ok, err := parseCommand(c.topics, in.topic, in.payload, c.cfg.MaxCommandBytes, c.cameras)
+	if !ok {
+		return
+	}
+	var rep reply
+	switch {
+	case err != nil:
+		rep = reply{RequestID: cmd.requestID, Error: err.Error()}
+	case in.retained:
+		// It would run again on every reconnect.
+		rep = reply{RequestID: cmd.requestID, Error: "retained commands are refused: publish without the retain flag"}
+	default:
+		cctx, cancel := context.WithTimeout(ctx, commandTimeout)
+		rep = c.h.run(cctx, cmd)
+		cancel()
+	}
+	ev := c.log.Info()
+	if !rep.OK {
+		ev = c.log.Warn().Str("error", rep.Error)
+	}
+	ev.Str("command", in.topic).Str("request_id", rep.RequestID).Msg("command")
+	b, _ := json.Marshal(rep) // strings, bools and numbers: cannot fail
+	c.pc.Publish(Reply(in.topic), 1, false, b)
+}

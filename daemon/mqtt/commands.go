@@ -1,0 +1,280 @@
+package mqtt
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+
+	"github.com/sightd/sightd/daemon/rules"
+	"github.com/sightd/sightd/store"
+)
+
+// RuleStore is where rule commands go. *rules.Manager satisfies it; the
+// daemon passes one that serialises access to the Manager (which is for
+// one goroutine at a time) and tells the pipeline the rules changed.
+type RuleStore interface {
+	Put(ctx context.Context, r *rules.Rule) error
+	Delete(ctx context.Context, id string) error
+	List(ctx context.Context) ([]*rules.Rule, error)
+}
+
+// Snapshotter takes a fresh JPEG snapshot of a camera (the pipeline).
+type Snapshotter interface {
+	Snapshot(ctx context.Context, camera string) ([]byte, error)
+}
+
+// Installer starts installing a model bundle (OTA); version 0 means the
+// newest known. It returns once the update is under way: progress goes to
+// the model/state topic.
+type Installer interface {
+	Install(ctx context.Context, version int64) error
+}
+
+// ErrNotAvailable answers commands whose handler this build or
+// configuration lacks.
+var ErrNotAvailable = errors.New("not available")
+
+// errCommand marks a command that could not be read.
+var errCommand = errors.New("invalid command")
+
+type commandKind int
+
+const (
+	cmdRuleSet commandKind = iota + 1
+	cmdRuleDelete
+	cmdModelInstall
+	cmdSnapshot
+)
+
+// command is a parsed, validated command.
+type command struct {
+	kind      commandKind
+	topic     string // where it came from; the reply goes to topic + "/reply"
+	requestID string
+	rule      *rules.Rule // rule/set
+	ruleID    string      // rule/delete
+	version   int64       // model/install
+	camera    string      // snapshot request
+}
+
+const maxRequestID = 128
+
+// parseCommand reads a command sent on topic. It never fails on a topic
+// that is not a command (ok is false then). On an error, cmd still carries
+// what could be read (the topic, perhaps the request id) for the reply.
+func parseCommand(t Topics, topic string, payload []byte, maxBytes int, cameras map[string]bool) (cmd command, ok bool, err error) {
+	cmd.topic = topic
+	switch {
+	case topic == t.RuleSet():
+		cmd.kind = cmdRuleSet
+	case topic == t.RuleDelete():
+		cmd.kind = cmdRuleDelete
+	case topic == t.ModelInstall():
+		cmd.kind = cmdModelInstall
+	case strings.HasPrefix(topic, t.Base+"/camera/") && strings.HasSuffix(topic, "/snapshot/request"):
+		cmd.kind = cmdSnapshot
+		cmd.camera = strings.TrimSuffix(strings.TrimPrefix(topic, t.Base+"/camera/"), "/snapshot/request")
+	default:
+		return cmd, false, nil
+	}
+	if len(payload) > maxBytes {
+		return cmd, true, fmt.Errorf("%w: %d bytes, above the limit of %d", errCommand, len(payload), maxBytes)
+	}
+	var env struct {
+		RequestID string          `json:"request_id"`
+		Rule      json.RawMessage `json:"rule"`    // rule/set
+		ID        *string         `json:"id"`      // rule/delete
+		Version   int64           `json:"version"` // model/install
+	}
+	switch p := bytes.TrimSpace(payload); {
+	case len(p) == 0 && (cmd.kind == cmdSnapshot || cmd.kind == cmdModelInstall):
+		// a bare request
+	case string(p) == payloadInstall && cmd.kind == cmdModelInstall:
+		// what Home Assistant's update entity sends
+	default:
+		if err := decodeStrict(p, &env); err != nil {
+			return cmd, true, fmt.Errorf("%w: %v", errCommand, err)
+		}
+	}
+	if len(env.RequestID) > maxRequestID {
+		return cmd, true, fmt.Errorf("%w: request_id longer than %d bytes", errCommand, maxRequestID)
+	}
+	cmd.requestID = env.RequestID
+	// Fields that belong to another command are mistakes, not extras.
+	extra := func(name string, set bool) error {
+		if set {
+			return fmt.Errorf("%w: field %q does not belong to this command", errCommand, name)
+		}
+		return nil
+	}
+	switch cmd.kind {
+	case cmdRuleSet:
+		if err := errors.Join(extra("id", env.ID != nil), extra("version", env.Version != 0)); err != nil {
+			return cmd, true, err
+		}
+		if len(env.Rule) == 0 || string(env.Rule) == "null" {
+			return cmd, true, fmt.Errorf("%w: missing \"rule\"", errCommand)
+		}
+		r, err := rules.Parse(env.Rule, cameras)
+		if err != nil {
+			return cmd, true, err
+		}
+		cmd.rule = r
+	case cmdRuleDelete:
+		if err := errors.Join(extra("rule", env.Rule != nil), extra("version", env.Version != 0)); err != nil {
+			return cmd, true, err
+		}
+		if env.ID == nil {
+			return cmd, true, fmt.Errorf("%w: missing \"id\"", errCommand)
+		}
+		if !idRE.MatchString(*env.ID) {
+			return cmd, true, fmt.Errorf("%w: id %q is not a rule id", errCommand, *env.ID)
+		}
+		cmd.ruleID = *env.ID
+	case cmdModelInstall:
+		if err := errors.Join(extra("rule", env.Rule != nil), extra("id", env.ID != nil)); err != nil {
+			return cmd, true, err
+		}
+		if env.Version < 0 {
+			return cmd, true, fmt.Errorf("%w: version %d", errCommand, env.Version)
+		}
+		cmd.version = env.Version
+	case cmdSnapshot:
+		if err := errors.Join(extra("rule", env.Rule != nil), extra("id", env.ID != nil), extra("version", env.Version != 0)); err != nil {
+			return cmd, true, err
+		}
+		if !cameras[cmd.camera] {
+			return cmd, true, fmt.Errorf("%w: unknown camera %q", errCommand, cmd.camera)
+		}
+	}
+	return cmd, true, nil
+}
+
+// decodeStrict reads exactly one JSON object with only known fields.
+func decodeStrict(data []byte, v any) error {
+	if len(data) == 0 || data[0] != '{' {
+		return errors.New("want a JSON object")
+	}
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return err
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return errors.New("data after the JSON object")
+	}
+	return nil
+}
+
+// reply is the answer to a command.
+type reply struct {
+	OK        bool   `json:"ok"`
+	RequestID string `json:"request_id,omitempty"`
+	Error     string `json:"error,omitempty"`
+	Rule      string `json:"rule,omitempty"`    // rule/set, rule/delete
+	Camera    string `json:"camera,omitempty"`  // snapshot
+	Bytes     int    `json:"bytes,omitempty"`   // snapshot size
+	Version   int64  `json:"version,omitempty"` // model/install
+}
+
+// handlers carries out commands. It runs on the client's own goroutine,
+// never inside paho's callbacks.
+type handlers struct {
+	device    string
+	push      func(context.Context, store.Message) error // to the outbox, waking the drain
+	rules     RuleStore
+	snapshots Snapshotter
+	installer Installer
+	// changed is called after a rule was saved or deleted (to update
+	// Home Assistant discovery).
+	changed func(ctx context.Context)
+}
+
+// run carries out cmd and says how it went. Nothing changes on an error.
+func (h *handlers) run(ctx context.Context, cmd command) reply {
+	rep := reply{RequestID: cmd.requestID}
+	var err error
+	switch cmd.kind {
+	case cmdRuleSet:
+		rep.Rule = cmd.rule.ID
+		err = h.ruleSet(ctx, cmd.rule)
+	case cmdRuleDelete:
+		rep.Rule = cmd.ruleID
+		err = h.ruleDelete(ctx, cmd.ruleID)
+	case cmdModelInstall:
+		rep.Version = cmd.version
+		if h.installer == nil {
+			err = fmt.Errorf("model install: %w (no OTA in this build)", ErrNotAvailable)
+		} else {
+			err = h.installer.Install(ctx, cmd.version)
+		}
+	case cmdSnapshot:
+		rep.Camera = cmd.camera
+		rep.Bytes, err = h.snapshot(ctx, cmd.camera)
+	}
+	if err != nil {
+		rep.Error = err.Error()
+		return rep
+	}
+	rep.OK = true
+	return rep
+}
+
+func (h *handlers) ruleSet(ctx context.Context, r *rules.Rule) error {
+	if h.rules == nil {
+		return fmt.Errorf("rules: %w", ErrNotAvailable)
+	}
+	if err := h.rules.Put(ctx, r); err != nil {
+		return err
+	}
+	if m, err := AttributesMessage(h.device, r, nil); err == nil {
+		if err := h.push(ctx, m); err != nil {
+			return fmt.Errorf("rule %s saved, but its attributes were not queued: %w", r.ID, err)
+		}
+	}
+	h.changed(ctx)
+	return nil
+}
+
+func (h *handlers) ruleDelete(ctx context.Context, id string) error {
+	if h.rules == nil {
+		return fmt.Errorf("rules: %w", ErrNotAvailable)
+	}
+	if err := h.rules.Delete(ctx, id); errors.Is(err, store.ErrNotFound) {
+		return fmt.Errorf("no rule %q", id)
+	} else if err != nil {
+		return err
+	}
+	// Clear the rule's retained topics through the outbox, so that the
+	// clearing comes after any state of the rule still waiting there.
+	t := NewTopics(h.device)
+	for _, topic := range []string{t.RuleState(id), t.RuleAttributes(id)} {
+		if err := h.push(ctx, clearMessage(topic)); err != nil {
+			return fmt.Errorf("rule %s deleted, but %s was not cleared: %w", id, topic, err)
+		}
+	}
+	h.changed(ctx)
+	return nil
+}
+
+func (h *handlers) snapshot(ctx context.Context, camera string) (int, error) {
+	if h.snapshots == nil {
+		return 0, fmt.Errorf("snapshots: %w", ErrNotAvailable)
+	}
+	jpeg, err := h.snapshots.Snapshot(ctx, camera)
+	if err != nil {
+		return 0, fmt.Errorf("snapshot of %s: %w", camera, err)
+	}
+	m, err := SnapshotMessage(h.device, camera, jpeg)
+	if err != nil {
+		return 0, err
+	}
+	if err := h.push(ctx, m); err != nil {
+		return 0, err
+	}
+	return len(jpeg), nil
+}

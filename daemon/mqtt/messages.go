@@ -1,0 +1,205 @@
+package mqtt
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"strconv"
+
+	"github.com/sightd/sightd/daemon/rules"
+	"github.com/sightd/sightd/store"
+)
+
+// Topics are sightd's topics for one device, all under sightd/<device>.
+type Topics struct {
+	Base string // sightd/<device>
+}
+
+// NewTopics returns the topics of device.
+func NewTopics(device string) Topics { return Topics{Base: "sightd/" + device} }
+
+// Status carries online, offline (the last will) or stopped; retained.
+func (t Topics) Status() string { return t.Base + "/status" }
+
+// Events carries detections (JSON, QoS 1, not retained).
+func (t Topics) Events() string { return t.Base + "/events" }
+
+// RuleState carries a state rule's ON or OFF; retained.
+func (t Topics) RuleState(rule string) string { return t.Base + "/rule/" + rule + "/state" }
+
+// RuleAttributes carries a rule's settings and last detection (JSON); retained.
+func (t Topics) RuleAttributes(rule string) string { return t.Base + "/rule/" + rule + "/attributes" }
+
+// Snapshot carries a camera's latest snapshot (JPEG); retained.
+func (t Topics) Snapshot(camera string) string { return t.Base + "/camera/" + camera + "/snapshot" }
+
+// CameraStatus carries online or offline for a camera; retained.
+func (t Topics) CameraStatus(camera string) string { return t.Base + "/camera/" + camera + "/status" }
+
+// ModelState carries the model bundle's versions and update progress (JSON); retained.
+func (t Topics) ModelState() string { return t.Base + "/model/state" }
+
+// Command topics; each is answered on the same topic + "/reply".
+func (t Topics) RuleSet() string      { return t.Base + "/rule/set" }
+func (t Topics) RuleDelete() string   { return t.Base + "/rule/delete" }
+func (t Topics) ModelInstall() string { return t.Base + "/model/install" }
+func (t Topics) SnapshotRequest(camera string) string {
+	return t.Base + "/camera/" + camera + "/snapshot/request"
+}
+
+// Reply is where the answer to a command sent on topic goes.
+func Reply(topic string) string { return topic + "/reply" }
+
+// Status payloads.
+const (
+	Online  = "online"
+	Offline = "offline" // the last will: the connection died
+	Stopped = "stopped" // a clean shutdown
+)
+
+func checkIDs(ids ...string) error {
+	for _, id := range ids {
+		if !idRE.MatchString(id) {
+			return fmt.Errorf("mqtt: %q cannot be part of a topic: want a-z, 0-9, _ and -", id)
+		}
+	}
+	return nil
+}
+
+// event is what the events topic carries: the detection, with the rule as
+// Home Assistant's event_type.
+type event struct {
+	EventType string `json:"event_type"`
+	rules.Detection
+}
+
+// EventMessage publishes a detection on the events topic (QoS 1). Its unique
+// id lets subscribers drop the duplicates at-least-once delivery allows.
+func EventMessage(device string, d rules.Detection) (store.Message, error) {
+	if err := checkIDs(device, d.Rule); err != nil {
+		return store.Message{}, err
+	}
+	if d.ID == "" {
+		return store.Message{}, fmt.Errorf("mqtt: detection of rule %s has no id", d.Rule)
+	}
+	b, err := json.Marshal(event{EventType: d.Rule, Detection: d})
+	if err != nil {
+		return store.Message{}, fmt.Errorf("mqtt: detection %s: %w", d.ID, err)
+	}
+	return store.Message{Topic: NewTopics(device).Events(), Payload: b, QoS: 1}, nil
+}
+
+// StateMessage publishes a state rule's ON or OFF (retained).
+func StateMessage(device, rule string, on bool) (store.Message, error) {
+	if err := checkIDs(device, rule); err != nil {
+		return store.Message{}, err
+	}
+	p := "OFF"
+	if on {
+		p = "ON"
+	}
+	return store.Message{Topic: NewTopics(device).RuleState(rule), Payload: []byte(p), QoS: 1, Retained: true}, nil
+}
+
+// Attributes is what a rule's Home Assistant entity shows beside its state.
+type Attributes struct {
+	Name      string     `json:"name"`
+	Kind      rules.Kind `json:"kind"`
+	Prompts   []string   `json:"prompts"`
+	Negatives []string   `json:"negatives,omitempty"`
+	Cameras   []string   `json:"cameras,omitempty"`
+	Threshold float64    `json:"threshold"`
+	Enabled   bool       `json:"enabled"`
+	// Last is the rule's latest detection, if any.
+	Last *rules.Detection `json:"last,omitempty"`
+}
+
+// AttributesMessage publishes a rule's attributes (retained); last may be nil.
+func AttributesMessage(device string, r *rules.Rule, last *rules.Detection) (store.Message, error) {
+	if err := checkIDs(device, r.ID); err != nil {
+		return store.Message{}, err
+	}
+	b, err := json.Marshal(Attributes{Name: r.Name, Kind: r.Kind, Prompts: r.Prompts, Negatives: r.Negatives,
+		Cameras: r.Cameras, Threshold: r.Threshold, Enabled: r.IsEnabled(), Last: last})
+	if err != nil {
+		return store.Message{}, fmt.Errorf("mqtt: attributes of rule %s: %w", r.ID, err)
+	}
+	return store.Message{Topic: NewTopics(device).RuleAttributes(r.ID), Payload: b, QoS: 1, Retained: true}, nil
+}
+
+// SnapshotMessage publishes a camera's snapshot (retained). It must be a JPEG:
+// Home Assistant's image entity is told so.
+func SnapshotMessage(device, camera string, jpeg []byte) (store.Message, error) {
+	if err := checkIDs(device, camera); err != nil {
+		return store.Message{}, err
+	}
+	if !bytes.HasPrefix(jpeg, []byte{0xFF, 0xD8, 0xFF}) {
+		return store.Message{}, fmt.Errorf("mqtt: snapshot of camera %s is not a JPEG", camera)
+	}
+	return store.Message{Topic: NewTopics(device).Snapshot(camera), Payload: jpeg, QoS: 1, Retained: true}, nil
+}
+
+// CameraStatusMessage publishes whether a camera delivers frames (retained);
+// the camera's image entity is available only while it is online.
+func CameraStatusMessage(device, camera string, online bool) (store.Message, error) {
+	if err := checkIDs(device, camera); err != nil {
+		return store.Message{}, err
+	}
+	p := Offline
+	if online {
+		p = Online
+	}
+	return store.Message{Topic: NewTopics(device).CameraStatus(camera), Payload: []byte(p), QoS: 1, Retained: true}, nil
+}
+
+// ModelState is the model bundle as Home Assistant's update entity shows it.
+type ModelState struct {
+	Title     string // the bundle's name
+	Installed int64  // installed version; 0 for none
+	Latest    int64  // newest version known; 0 means the installed one
+	// InProgress and Progress (0 to 100) describe a running update.
+	InProgress bool
+	Progress   int
+	Summary    string // release notes, short
+}
+
+// modelStateJSON is the update entity's JSON state. Versions are strings to
+// Home Assistant.
+type modelStateJSON struct {
+	Installed  string `json:"installed_version"`
+	Latest     string `json:"latest_version"`
+	Title      string `json:"title,omitempty"`
+	Summary    string `json:"release_summary,omitempty"`
+	InProgress bool   `json:"in_progress"`
+	Percentage *int   `json:"update_percentage"` // null when no update runs
+}
+
+// ModelStateMessage publishes the model state (retained).
+func ModelStateMessage(device string, s ModelState) (store.Message, error) {
+	if err := checkIDs(device); err != nil {
+		return store.Message{}, err
+	}
+	if s.Installed < 0 || s.Latest < 0 || s.Progress < 0 || s.Progress > 100 {
+		return store.Message{}, fmt.Errorf("mqtt: model state %+v out of range", s)
+	}
+	latest := s.Latest
+	if latest == 0 {
+		latest = s.Installed
+	}
+	j := modelStateJSON{Installed: strconv.FormatInt(s.Installed, 10), Latest: strconv.FormatInt(latest, 10),
+		Title: s.Title, Summary: s.Summary, InProgress: s.InProgress}
+	if s.InProgress {
+		p := s.Progress
+		j.Percentage = &p
+	}
+	b, err := json.Marshal(j)
+	if err != nil {
+		return store.Message{}, err
+	}
+	return store.Message{Topic: NewTopics(device).ModelState(), Payload: b, QoS: 1, Retained: true}, nil
+}
+
+// clearMessage removes a retained message (an empty retained payload).
+func clearMessage(topic string) store.Message {
+	return store.Message{Topic: topic, QoS: 1, Retained: true}
+}

@@ -8,7 +8,6 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
-	"slices"
 	"sync"
 	"syscall"
 	"time"
@@ -21,8 +20,6 @@ import (
 	"github.com/sightd/sightd/daemon/config"
 	"github.com/sightd/sightd/daemon/pipeline"
 	"github.com/sightd/sightd/daemon/rules"
-	"github.com/sightd/sightd/quant/bundle"
-	"github.com/sightd/sightd/quant/encoder"
 	"github.com/sightd/sightd/quant/tflite"
 	"github.com/sightd/sightd/store"
 	"github.com/sightd/sightd/systemd"
@@ -54,7 +51,7 @@ func newRunCmd() *cobra.Command {
 					reload <- c
 				}
 			}()
-			return runDaemon(cmd.Context(), cfg, log, reload)
+			return runDaemon(cmd.Context(), cfg, log, controls{reload: reload})
 		},
 	}
 	cmd.Flags().StringVarP(&path, "config", "c", DefaultConfig, "configuration file")
@@ -67,14 +64,13 @@ type daemon struct {
 	cfg     *config.Config
 	log     zerolog.Logger
 	st      *store.Store
-	bundle  *bundle.Bundle
-	towers  *encoder.Towers
+	model   *model   // the running model
+	retired []*model // replaced models whose interpreters may still be open
 	rt      tflite.Options
 	metrics *api.Metrics
 
-	rulesMu sync.Mutex // serialises rule changes (API, MQTT, SIGHUP)
+	rulesMu sync.Mutex // serialises rule and model changes (API, MQTT, SIGHUP, swaps)
 	mgr     *rules.Manager
-	text    *encoder.Text
 
 	pipes []*pipeline.Pipeline
 }
@@ -92,7 +88,19 @@ func runtimeOptions(m config.Model, log *zerolog.Logger) tflite.Options {
 
 // runDaemon starts everything, runs until ctx ends, and shuts down in order
 // within a deadline.
-func runDaemon(ctx context.Context, cfg *config.Config, log zerolog.Logger, reload <-chan *config.Config) (err error) {
+// controls are requests to a running daemon from its surroundings.
+type controls struct {
+	reload <-chan *config.Config // SIGHUP: a re-read configuration
+	swap   <-chan swapRequest    // a model update (OTA, tests)
+}
+
+// swapRequest asks for the bundle at path; the outcome goes to done.
+type swapRequest struct {
+	path string
+	done chan<- error
+}
+
+func runDaemon(ctx context.Context, cfg *config.Config, log zerolog.Logger, ctl controls) (err error) {
 	d := &daemon{cfg: cfg, log: log, metrics: api.NewMetrics()}
 	mlog := log.With().Str("component", "model").Logger()
 	d.rt = runtimeOptions(cfg.Model, &mlog)
@@ -125,11 +133,10 @@ func runDaemon(ctx context.Context, cfg *config.Config, log zerolog.Logger, relo
 	if err != nil {
 		return err
 	}
-	log.Info().Int("cameras", len(d.pipes)).Str("model", d.towers.Manifest().Name).
-		Int64("version", d.towers.Manifest().Version).Msg("sightd running")
+	man := d.model.manifest()
+	log.Info().Int("cameras", len(d.pipes)).Str("model", man.Name).Int64("version", man.Version).Msg("sightd running")
 	systemd.Ready()
-	systemd.Status("%d cameras, %d rules, model %s v%d", len(d.pipes), len(d.cfg.Rules),
-		d.towers.Manifest().Name, d.towers.Manifest().Version)
+	systemd.Status("%d cameras, %d rules, model %s v%d", len(d.pipes), len(d.cfg.Rules), man.Name, man.Version)
 wait:
 	for {
 		select {
@@ -138,10 +145,16 @@ wait:
 		case err = <-errs:
 			log.Error().Err(err).Msg("a camera pipeline failed; stopping")
 			break wait
-		case c := <-reload:
+		case c := <-ctl.reload:
 			systemd.Reloading()
 			d.reload(ctx, c)
 			systemd.Ready()
+		case req := <-ctl.swap:
+			err := d.swapModel(ctx, req.path)
+			if err != nil {
+				log.Error().Err(err).Msg("model update")
+			}
+			req.done <- err
 		}
 	}
 	systemd.Stopping()
@@ -175,26 +188,12 @@ func (d *daemon) open(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if d.bundle, err = bundle.Open(d.cfg.Model.Bundle); err != nil {
+	mlog := d.log.With().Str("component", "model").Logger()
+	if d.model, err = loadModel(d.cfg.Model.Bundle, d.rt, mlog); err != nil {
 		return err
 	}
-	if err := d.bundle.CheckModels(); err != nil {
-		return err
-	}
-	if d.towers, err = encoder.Load(d.bundle); err != nil {
-		return err
-	}
-	d.probeAccelerators()
-	cos, err := d.towers.CheckProbes(d.rt)
-	if err != nil {
-		return fmt.Errorf("model self-test: %w", err)
-	}
-	m := d.towers.Manifest()
-	d.log.Info().Str("model", m.Name).Int64("version", m.Version).Floats64("probe_cosines", cos).Msg("model passed its self-test")
-	if d.text, err = d.towers.NewText(d.rt); err != nil {
-		return err
-	}
-	model := rules.Model{Version: m.Version, LogitScale: m.LogitScale, Text: d.text}
+	d.probeAccelerators(d.model.towers)
+	model := d.model.rulesModel()
 	if d.mgr, err = rules.NewManager(d.st, model, d.cfg.CameraNames()); err != nil {
 		return err
 	}
@@ -228,7 +227,7 @@ func (d *daemon) openCamera(ctx context.Context, cc camera.Config, set *rules.Se
 	if err != nil {
 		return nil, err
 	}
-	enc, err := d.towers.NewImage(d.rt)
+	enc, err := d.model.towers.NewImage(d.rt)
 	if err != nil {
 		src.Close()
 		return nil, err
@@ -240,25 +239,6 @@ func (d *daemon) openCamera(ctx context.Context, cc camera.Config, set *rules.Se
 		return nil, err
 	}
 	return p, nil
-}
-
-// probeAccelerators tries the Edge TPU once: when "auto" finds none, every
-// later interpreter goes straight to the CPU instead of trying (and
-// logging) again.
-func (d *daemon) probeAccelerators() {
-	if d.rt.EdgeTPU != tflite.EdgeTPUAuto {
-		return
-	}
-	probe, err := d.towers.NewImage(d.rt)
-	if err != nil {
-		return // the self-test reports it
-	}
-	accels := probe.Accelerators()
-	probe.Close()
-	if !slices.Contains(accels, "edgetpu") {
-		d.rt.EdgeTPU = tflite.EdgeTPUOff
-	}
-	d.log.Info().Strs("accelerators", accels).Msg("inference")
 }
 
 // rulesChanged rebuilds the rule set and hands it to every pipeline.
@@ -315,8 +295,10 @@ func (d *daemon) health(ctx context.Context) []api.Check {
 		}
 		checks = append(checks, c)
 	}
-	checks = append(checks, api.Check{Name: "encoder", OK: true, Detail: fmt.Sprintf("%s v%d (passed its self-test)",
-		d.towers.Manifest().Name, d.towers.Manifest().Version)})
+	d.rulesMu.Lock()
+	man := d.model.manifest()
+	d.rulesMu.Unlock()
+	checks = append(checks, api.Check{Name: "encoder", OK: true, Detail: fmt.Sprintf("%s v%d (passed its self-test)", man.Name, man.Version)})
 	_, _, err := d.st.ModelVersions(ctx)
 	sc := api.Check{Name: "store", OK: err == nil}
 	if err != nil {
@@ -372,14 +354,10 @@ func (d *daemon) serveHTTP(ctx context.Context) (*http.Server, error) {
 
 // close releases what open acquired, in reverse order.
 func (d *daemon) close() {
-	if d.text != nil {
-		d.text.Close()
-	}
-	if d.towers != nil {
-		d.towers.Close()
-	}
-	if d.bundle != nil {
-		d.bundle.Close()
+	for _, m := range append(d.retired, d.model) {
+		if m != nil {
+			m.close()
+		}
 	}
 	if d.st != nil {
 		d.st.Close()

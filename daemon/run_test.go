@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -16,6 +17,7 @@ import (
 
 	"github.com/sightd/sightd/daemon/config"
 	"github.com/sightd/sightd/daemon/rules"
+	"github.com/sightd/sightd/quant/modelgen/demo"
 	"github.com/sightd/sightd/store"
 )
 
@@ -40,7 +42,7 @@ func TestRunDaemon(t *testing.T) {
 device: {id: test}
 model: {bundle: %q, edgetpu: off}
 cameras:
-  - {name: street, source: %q, fast: true}
+  - {name: street, source: %q, fast: true, loop: true}
   - {name: attic, source: %q, retry_min: 50ms, retry_max: 200ms, stall: 200ms}
 rules:
   - {id: dark-clothes, prompts: ["something dark"], kind: state}
@@ -55,7 +57,8 @@ http: {listen: %q}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	reload := make(chan *config.Config)
-	go func() { done <- runDaemon(ctx, cfg, zerolog.Nop(), reload) }()
+	swap := make(chan swapRequest)
+	go func() { done <- runDaemon(ctx, cfg, zerolog.Nop(), controls{reload: reload, swap: swap}) }()
 
 	var health struct {
 		Status string `json:"status"`
@@ -106,18 +109,51 @@ http: {listen: %q}
 		t.Errorf("reloaded rule not listed: %s", listed)
 	}
 
-	// Wait for a detection to show in the metrics, then stop.
-	var metrics string
-	for time.Now().Before(deadline) && !strings.Contains(metrics, `sightd_detections_total{camera="street",rule="dark-clothes"}`) {
-		time.Sleep(200 * time.Millisecond)
-		if resp, err := http.Get("http://" + listen + "/metrics"); err == nil {
-			m, _ := io.ReadAll(resp.Body)
-			resp.Body.Close()
-			metrics = string(m)
+	// Wait for a detection to show in the metrics.
+	detections := func() float64 {
+		resp, err := http.Get("http://" + listen + "/metrics")
+		if err != nil {
+			return 0
 		}
+		defer resp.Body.Close()
+		m, _ := io.ReadAll(resp.Body)
+		for _, line := range strings.Split(string(m), "\n") {
+			if v, ok := strings.CutPrefix(line, `sightd_detections_total{camera="street",rule="dark-clothes"} `); ok {
+				var f float64
+				fmt.Sscan(v, &f)
+				return f
+			}
+		}
+		return 0
 	}
-	if !strings.Contains(metrics, `sightd_frames_encoded_total{camera="street"}`) {
-		t.Errorf("metrics lack the street camera's counters")
+	for time.Now().Before(deadline) && detections() == 0 {
+		time.Sleep(200 * time.Millisecond)
+	}
+
+	// A model update whose self-test fails is refused; the old model serves on.
+	broken := filepath.Join(dir, "broken")
+	if err := demo.Build(broken, demo.Options{Version: 2}); err != nil {
+		t.Fatal(err)
+	}
+	man, _ := os.ReadFile(filepath.Join(broken, "manifest.json"))
+	os.WriteFile(filepath.Join(broken, "manifest.json"), []byte(strings.Replace(string(man), `"expected": [`, `"expected": [-`, 1)), 0o644)
+	res := make(chan error)
+	swap <- swapRequest{path: broken, done: res}
+	if err := <-res; err == nil || !strings.Contains(err.Error(), "self-test") {
+		t.Fatalf("a bundle failing its self-test: %v", err)
+	}
+	// A good one is swapped in while the camera keeps running.
+	good := filepath.Join(dir, "v2")
+	if err := demo.Build(good, demo.Options{Version: 2}); err != nil {
+		t.Fatal(err)
+	}
+	swap <- swapRequest{path: good, done: res}
+	if err := <-res; err != nil {
+		t.Fatalf("model swap: %v", err)
+	}
+	before := detections()
+	for time.Now().Before(deadline) && detections() < before+2 {
+		time.Sleep(200 * time.Millisecond)
 	}
 	cancel()
 	select {
@@ -141,14 +177,19 @@ http: {listen: %q}
 		t.Fatal(err)
 	}
 	byRule := map[string]int{}
+	byModel := map[int64]int{}
 	for _, d := range dets {
 		var det rules.Detection
 		if err := json.Unmarshal(d.JSON, &det); err != nil {
 			t.Fatal(err)
 		}
 		byRule[det.Rule]++
+		byModel[det.ModelVersion]++
 	}
-	t.Logf("detections by rule: %v", byRule)
+	t.Logf("detections by rule: %v, by model: %v", byRule, byModel)
+	if byModel[1] == 0 || byModel[2] == 0 {
+		t.Errorf("detections by model %v: want some before and after the swap", byModel)
+	}
 	if byRule["dark-clothes"] == 0 || byRule["purple"] != 0 {
 		t.Errorf("detections %v: want dark-clothes changes and no purple", byRule)
 	}

@@ -168,7 +168,7 @@ func runBench(ctx context.Context, w io.Writer, bundlePath string, cc camera.Con
 	fmt.Fprintf(w, "encode   %.2f ms a region; invoke alone %.2f ms a region\n", ms(time.Duration(encodeNs/int64(max(regions, 1)))), ms(invoke))
 	fmt.Fprintf(w, "overhead %.1f%% of the frame time is not the model (%.2f of %.2f ms)\n",
 		100*(1-float64(invokePerFrame)/float64(perFrame)), ms(perFrame-invokePerFrame), ms(perFrame))
-	fmt.Fprintf(w, "matching %.3f ms a frame (%d rules, %d regions)\n", ms(time.Duration(matchNs/int64(max(encoded, 1)))), len(compiled), regions/max(encoded, 1))
+	fmt.Fprintf(w, "matching %.3f ms a frame (%d rules, %.1f regions)\n", ms(time.Duration(matchNs/int64(max(encoded, 1)))), len(compiled), float64(regions)/float64(max(encoded, 1)))
 	fmt.Fprintf(w, "memory   peak RSS %.1f MB (model files %.1f MB)\n", float64(peakRSS())/1e6, float64(m.Image.Size+m.Text.Size)/1e6)
 	fmt.Fprintf(w, "start    %.0f ms to the first encoded frame\n", ms(first))
 	return nil

@@ -109,8 +109,13 @@ func TestNewRefusesBadFiles(t *testing.T) {
 	} {
 		cfg := testConfig("tcp://127.0.0.1:1883")
 		tweak(&cfg)
-		if _, err := New(cfg, Options{Outbox: openStore(t, nil)}, testLogger(t)); err == nil || !strings.Contains(err.Error(), "mqtt.") {
+		if _, err := New(cfg, Options{Device: Device{ID: "test"}, Outbox: openStore(t, nil)}, testLogger(t)); err == nil || !strings.Contains(err.Error(), "mqtt.") {
 			t.Errorf("%s: %v", name, err)
+		}
+	}
+	for _, id := range []string{"", "Porch Pi", "a/b", "#"} {
+		if _, err := New(testConfig("tcp://127.0.0.1:1883"), Options{Device: Device{ID: id}, Outbox: openStore(t, nil)}, testLogger(t)); err == nil || !strings.Contains(err.Error(), "device id") {
+			t.Errorf("device id %q: %v", id, err)
 		}
 	}
 }

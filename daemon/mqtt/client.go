@@ -22,8 +22,22 @@ import (
 	"github.com/sightd/sightd/store"
 )
 
+// Device is the sightd instance as MQTT and Home Assistant know it.
+type Device struct {
+	// ID is in every topic (sightd/<id>/...), the client id (sightd-<id>)
+	// and Home Assistant's unique ids: it must stay the same across
+	// restarts. a-z, 0-9, _ and -.
+	ID string
+	// Name is the device's name in Home Assistant ("sightd <id>" when empty).
+	Name string
+	// Model and Version describe it (Home Assistant's model and sw_version).
+	Model   string
+	Version string
+}
+
 // Options are the parts of sightd the client works with.
 type Options struct {
+	Device Device
 	// Outbox is the durable queue of messages to publish (required).
 	Outbox Outbox
 	// Rules receives rule/set and rule/delete; nil answers "not available".
@@ -33,9 +47,6 @@ type Options struct {
 	Cameras   []string
 	Snapshots Snapshotter // nil answers "not available"
 	Installer Installer   // nil answers "not available" (until OTA exists)
-	// Model and Version describe the device in Home Assistant (model, sw_version).
-	Model   string
-	Version string
 }
 
 // ErrNotAuthorized is why a broker refused the connection because of the
@@ -70,22 +81,26 @@ type Client struct {
 	topics  Topics
 	disc    discovery
 	cameras map[string]bool
-	pc      paho.Client
+	paho    *paho.ClientOptions // a new paho client per connection (see sender)
 	link    *link
 	h       handlers
 
-	nudge     chan struct{}     // wakes the drain
-	lost      chan error        // from paho: the connection died
-	connected chan struct{}     // to the control goroutine: subscribe, announce
-	resync    chan struct{}     // to the control goroutine: rules changed elsewhere
-	inbox     chan inbound      // commands and homeassistant/status
-	configs   chan inbound      // our retained discovery configs, to find stale ones
-	started   atomic.Bool       //
-	attempts  atomic.Uint64     //
-	acked     atomic.Uint64     //
-	mu        sync.Mutex        // guards since, lastErr
-	since     time.Time         //
-	lastErr   error             //
+	nudge     chan struct{} // wakes the drain
+	lost      chan error    // from paho: the connection died
+	connected chan struct{} // to the control goroutine: subscribe, announce
+	resync    chan struct{} // to the control goroutine: rules changed elsewhere
+	inbox     chan inbound  // commands and homeassistant/status
+	configs   chan inbound  // our retained discovery configs, to find stale ones
+
+	started  atomic.Bool
+	attempts atomic.Uint64
+	acked    atomic.Uint64
+
+	mu      sync.Mutex  // guards the three below
+	pc      paho.Client // of the current connection; nil while down
+	since   time.Time
+	lastErr error
+
 	published map[string][]byte // discovery configs in force (control goroutine only)
 }
 
@@ -111,6 +126,9 @@ func New(cfg Config, opts Options, log zerolog.Logger) (*Client, error) {
 	if opts.Outbox == nil {
 		return nil, errors.New("mqtt: no outbox")
 	}
+	if !idRE.MatchString(opts.Device.ID) {
+		return nil, fmt.Errorf("mqtt: device id %q: want 1 to 64 of a-z, 0-9, _ and -, starting with a letter or digit", opts.Device.ID)
+	}
 	for _, cam := range opts.Cameras {
 		if err := checkIDs(cam); err != nil {
 			return nil, err
@@ -125,9 +143,9 @@ func New(cfg Config, opts Options, log zerolog.Logger) (*Client, error) {
 		return nil, err
 	}
 	c := &Client{
-		cfg: cfg, opts: opts, topics: NewTopics(cfg.DeviceID),
+		cfg: cfg, opts: opts, topics: NewTopics(opts.Device.ID),
 		log:       log.With().Str("component", "mqtt").Logger(),
-		disc:      newDiscovery(cfg, opts.Cameras, opts.Model, opts.Version),
+		disc:      newDiscovery(cfg.DiscoveryPrefix, opts.Device, opts.Cameras),
 		cameras:   map[string]bool{},
 		link:      newLink(),
 		nudge:     make(chan struct{}, 1),
@@ -141,11 +159,11 @@ func New(cfg Config, opts Options, log zerolog.Logger) (*Client, error) {
 	for _, cam := range opts.Cameras {
 		c.cameras[cam] = true
 	}
-	c.h = handlers{device: cfg.DeviceID, push: c.Push, rules: opts.Rules, snapshots: opts.Snapshots,
+	c.h = handlers{device: opts.Device.ID, push: c.Push, rules: opts.Rules, snapshots: opts.Snapshots,
 		installer: opts.Installer, changed: func(ctx context.Context) { c.syncDiscovery(ctx, false) }}
 
-	o := paho.NewClientOptions().AddBroker(cfg.Broker).
-		SetClientID("sightd-"+cfg.DeviceID).
+	c.paho = paho.NewClientOptions().AddBroker(cfg.Broker).
+		SetClientID(c.clientID()).
 		SetUsername(cfg.Username).SetPassword(password).
 		SetProtocolVersion(4). // no silent fall-back to 3.1 after a refusal
 		// A persistent session: the broker keeps our subscriptions and
@@ -156,8 +174,6 @@ func New(cfg Config, opts Options, log zerolog.Logger) (*Client, error) {
 		SetKeepAlive(cfg.KeepAlive).SetPingTimeout(min(cfg.KeepAlive, 10*time.Second)).
 		SetConnectTimeout(cfg.ConnectTimeout).
 		SetWill(c.topics.Status(), Offline, 1, true).
-		// Messages in flight when a connection dies are resent in order.
-		SetStore(paho.NewOrderedMemoryStore()).
 		SetDefaultPublishHandler(c.onMessage).
 		SetConnectionLostHandler(func(_ paho.Client, err error) {
 			select {
@@ -166,9 +182,8 @@ func New(cfg Config, opts Options, log zerolog.Logger) (*Client, error) {
 			}
 		})
 	if tlsCfg != nil {
-		o.SetTLSConfig(tlsCfg)
+		c.paho.SetTLSConfig(tlsCfg)
 	}
-	c.pc = paho.NewClient(o)
 	return c, nil
 }
 
@@ -202,19 +217,28 @@ func (c *Client) Resync() {
 
 // Health reports the connection's state.
 func (c *Client) Health() Health {
-	up, _, _ := c.link.state()
 	c.mu.Lock()
-	h := Health{Connected: up, Since: c.since, Err: c.lastErr}
+	h := Health{Connected: c.pc != nil, Since: c.since, Err: c.lastErr}
 	c.mu.Unlock()
 	h.Attempts, h.Acked = c.attempts.Load(), c.acked.Load()
 	h.Outbox, h.OutboxBytes, h.Dropped = c.opts.Outbox.Len(), c.opts.Outbox.Bytes(), c.opts.Outbox.Dropped()
 	return h
 }
 
-func (c *Client) setState(err error) {
+// setState records a connection coming up (pc set) or going down.
+func (c *Client) setState(pc paho.Client, err error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.since, c.lastErr = time.Now(), err
+	c.pc, c.since, c.lastErr = pc, time.Now(), err
+}
+
+func (c *Client) clientID() string { return "sightd-" + c.opts.Device.ID }
+
+// client is the paho client of the current connection, or nil.
+func (c *Client) client() paho.Client {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.pc
 }
 
 // Run connects, and keeps reconnecting, until ctx ends; then it publishes
@@ -224,30 +248,32 @@ func (c *Client) Run(ctx context.Context) error {
 	if !c.started.CompareAndSwap(false, true) {
 		return errors.New("mqtt: Run called twice")
 	}
-	c.log.Info().Str("broker", redact(c.cfg.Broker)).Str("client_id", "sightd-"+c.cfg.DeviceID).Msg("starting")
-	d := &drain{out: c.opts.Outbox, pub: c.pc, link: c.link, nudge: c.nudge, pace: newPacer(c.cfg.DrainRate),
+	c.log.Info().Str("broker", redact(c.cfg.Broker)).Str("client_id", c.clientID()).Msg("starting")
+	d := &drain{out: c.opts.Outbox, link: c.link, nudge: c.nudge, pace: newPacer(c.cfg.DrainRate),
 		retry: c.cfg.RetryMin, log: c.log, acked: func() { c.acked.Add(1) }}
 	var wg sync.WaitGroup
 	wg.Go(func() { d.run(ctx) })
 	wg.Go(func() { c.control(ctx) })
-	c.connectLoop(ctx)
+	snd := c.connectLoop(ctx)
 	wg.Wait()
-	if up, _, _ := c.link.state(); up {
-		tok := c.pc.Publish(c.topics.Status(), 1, true, Stopped)
+	if pc := c.client(); pc != nil {
+		tok := pc.Publish(c.topics.Status(), 1, true, Stopped)
 		if !tok.WaitTimeout(stoppedTimeout) || tok.Error() != nil {
 			c.log.Warn().Err(tok.Error()).Msg("could not publish the stopped status")
 		}
-		c.link.set(false)
+		c.link.set(nil)
+		snd.close()
+		pc.Disconnect(disconnectQuiet)
 	}
-	c.pc.Disconnect(disconnectQuiet)
-	c.setState(nil)
+	c.setState(nil, nil)
 	c.log.Info().Int("outbox", c.opts.Outbox.Len()).Msg("stopped")
 	return nil
 }
 
 // connectLoop connects, waits for the connection to die, and reconnects
-// with exponential back-off and jitter, until ctx ends (still connected).
-func (c *Client) connectLoop(ctx context.Context) {
+// with exponential back-off and jitter, until ctx ends. It returns the
+// sender of the connection still up then, if any.
+func (c *Client) connectLoop(ctx context.Context) *sender {
 	backoff := c.cfg.RetryMin
 	var lastErr string
 	for ctx.Err() == nil {
@@ -256,29 +282,31 @@ func (c *Client) connectLoop(ctx context.Context) {
 		default:
 		}
 		c.attempts.Add(1)
-		tok := c.pc.Connect()
+		pc := paho.NewClient(c.paho)
+		tok := pc.Connect()
 		<-tok.Done() // bounded by connect_timeout
 		if err := tok.Error(); err != nil {
 			err = connectError(c.cfg, err)
-			c.setState(err)
-			// Log a failure once until it changes: an outage is not a
-			// reason to fill the journal.
-			if ev := c.log.Debug(); err.Error() != lastErr {
-				ev = c.log.Warn()
-				lastErr = err.Error()
-				ev.Err(err).Dur("retry_in", backoff).Msg("cannot connect; retrying with back-off")
+			c.setState(nil, err)
+			// A failure is logged once until it changes: an outage is
+			// no reason to fill the journal.
+			wait := jitter(backoff)
+			if msg := err.Error(); msg != lastErr {
+				lastErr = msg
+				c.log.Warn().Err(err).Dur("retry_in", wait).Msg("cannot connect; retrying with back-off")
 			} else {
-				ev.Err(err).Dur("retry_in", backoff).Msg("cannot connect")
+				c.log.Debug().Err(err).Dur("retry_in", wait).Msg("cannot connect")
 			}
-			sleep(ctx, jitter(backoff))
+			sleep(ctx, wait)
 			backoff = min(2*backoff, c.cfg.RetryMax)
 			continue
 		}
 		up := time.Now()
 		lastErr = ""
-		c.setState(nil)
-		c.link.set(true)
-		if tok := c.pc.Publish(c.topics.Status(), 1, true, Online); !tok.WaitTimeout(c.cfg.ConnectTimeout) || tok.Error() != nil {
+		c.setState(pc, nil)
+		snd := newSender(pc)
+		c.link.set(snd)
+		if tok := pc.Publish(c.topics.Status(), 1, true, Online); !tok.WaitTimeout(c.cfg.ConnectTimeout) || tok.Error() != nil {
 			c.log.Warn().Err(tok.Error()).Msg("could not publish the online status")
 		}
 		select {
@@ -288,10 +316,11 @@ func (c *Client) connectLoop(ctx context.Context) {
 		c.log.Info().Str("broker", redact(c.cfg.Broker)).Msg("connected")
 		select {
 		case <-ctx.Done():
-			return
+			return snd
 		case err := <-c.lost:
-			c.link.set(false)
-			c.setState(fmt.Errorf("mqtt: connection to %s lost: %w", redact(c.cfg.Broker), err))
+			c.link.set(nil)
+			snd.close()
+			c.setState(nil, fmt.Errorf("mqtt: connection to %s lost: %w", redact(c.cfg.Broker), err))
 			c.log.Warn().Err(err).Msg("connection lost; reconnecting")
 		}
 		// A connection that held for a while resets the back-off; one that
@@ -302,6 +331,7 @@ func (c *Client) connectLoop(ctx context.Context) {
 		sleep(ctx, jitter(backoff))
 		backoff = min(2*backoff, c.cfg.RetryMax)
 	}
+	return nil
 }
 
 // jitter spreads d by ±25% so that a fleet does not reconnect in step.
@@ -372,7 +402,11 @@ func (c *Client) onConnect(ctx context.Context) {
 }
 
 func (c *Client) subscribe(filters map[string]byte) {
-	tok := c.pc.SubscribeMultiple(filters, nil)
+	pc := c.client()
+	if pc == nil {
+		return
+	}
+	tok := pc.SubscribeMultiple(filters, nil)
 	if !tok.WaitTimeout(c.cfg.ConnectTimeout) || tok.Error() != nil {
 		c.log.Warn().Err(tok.Error()).Strs("topics", slices.Sorted(maps.Keys(filters))).Msg("subscribe failed")
 	}
@@ -394,15 +428,20 @@ func (c *Client) syncDiscovery(ctx context.Context, force bool) {
 		c.log.Error().Err(err).Msg("discovery")
 		return
 	}
+	pc := c.client()
+	if pc == nil {
+		// Not connected: the next connection publishes everything.
+		return
+	}
 	var toks []paho.Token
 	for _, topic := range slices.Sorted(maps.Keys(want)) {
 		if force || !bytes.Equal(c.published[topic], want[topic]) {
-			toks = append(toks, c.pc.Publish(topic, 1, true, want[topic]))
+			toks = append(toks, pc.Publish(topic, 1, true, want[topic]))
 		}
 	}
 	for _, topic := range slices.Sorted(maps.Keys(c.published)) {
 		if _, ok := want[topic]; !ok {
-			toks = append(toks, c.pc.Publish(topic, 1, true, []byte{}))
+			toks = append(toks, pc.Publish(topic, 1, true, []byte{}))
 		}
 	}
 	c.published = want
@@ -434,8 +473,10 @@ func (c *Client) removeStale(in inbound) {
 	if _, ok := c.published[in.topic]; ok {
 		return
 	}
-	c.log.Info().Str("topic", in.topic).Msg("discovery: removing a stale entity")
-	c.pc.Publish(in.topic, 1, true, []byte{})
+	if pc := c.client(); pc != nil {
+		c.log.Info().Str("topic", in.topic).Msg("discovery: removing a stale entity")
+		pc.Publish(in.topic, 1, true, []byte{})
+	}
 }
 
 // handle carries out a command, or re-announces sightd when Home Assistant
@@ -470,5 +511,7 @@ func (c *Client) handle(ctx context.Context, in inbound) {
 	}
 	ev.Str("command", in.topic).Str("request_id", rep.RequestID).Msg("command")
 	b, _ := json.Marshal(rep) // strings, bools and numbers: cannot fail
-	c.pc.Publish(Reply(in.topic), 1, false, b)
+	if pc := c.client(); pc != nil {
+		pc.Publish(Reply(in.topic), 1, false, b)
+	}
 }

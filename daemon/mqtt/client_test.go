@@ -113,7 +113,8 @@ func TestDiscoveryStatesAndEvents(t *testing.T) {
 	st := openStore(t, nil)
 	rs := testRules()
 	s := subscribe(t, m.url(), subOptions{}, "homeassistant/#", "sightd/#")
-	opts := Options{Outbox: st, Rules: rs, Cameras: []string{"porch", "garage"}, Model: "test board", Version: "1.2.3"}
+	opts := Options{Device: Device{ID: "test", Name: "Porch Pi", Model: "test board", Version: "1.2.3"},
+		Outbox: st, Rules: rs, Cameras: []string{"porch", "garage"}}
 	c := runClient(t, testConfig(m.url()), opts)
 
 	wantConfigs := []string{cfgDoor, cfgEvents, cfgPorch, cfgGarage, cfgModel}
@@ -180,6 +181,9 @@ func TestDiscoveryStatesAndEvents(t *testing.T) {
 	json.Unmarshal(configs[cfgEvents], &events)
 	json.Unmarshal(configs[cfgPorch], &porch)
 	json.Unmarshal(configs[cfgModel], &model)
+	if dev := door1["device"].(map[string]any); dev["name"] != "Porch Pi" || dev["model"] != "test board" || dev["sw_version"] != "1.2.3" {
+		t.Errorf("device %v", dev)
+	}
 	if door1["state_topic"] != "sightd/test/rule/door/state" || door1["payload_on"] != "ON" || door1["payload_off"] != "OFF" ||
 		door1["json_attributes_topic"] != "sightd/test/rule/door/attributes" || door1["name"] != "Garage door open" {
 		t.Errorf("binary_sensor: %v", door1)

@@ -19,13 +19,6 @@ type Config struct {
 	// Broker is the broker's URL: tcp://host:1883, ssl://host:8883,
 	// ws://host:9001/mqtt or wss://...
 	Broker string `yaml:"broker"`
-	// DeviceID names this sightd instance: the MQTT client id
-	// (sightd-<device_id>), the topics (sightd/<device_id>/...) and the Home
-	// Assistant device. It must stay the same across restarts.
-	DeviceID string `yaml:"device_id"`
-	// DeviceName is the device's name in Home Assistant ("sightd <device_id>"
-	// when empty).
-	DeviceName string `yaml:"device_name"`
 	// Username and PasswordFile authenticate to the broker. The password is
 	// read from a file so that systemd credentials (LoadCredential=) and
 	// secrets never sit in the config file; one trailing newline is ignored.
@@ -33,7 +26,7 @@ type Config struct {
 	PasswordFile string `yaml:"password_file"`
 	TLS          TLS    `yaml:"tls"`
 	// KeepAlive is the MQTT keep-alive: a dead connection is noticed within
-	// about one and a half times this.
+	// this plus at most 10 seconds.
 	KeepAlive time.Duration `yaml:"keep_alive"`
 	// ConnectTimeout bounds one connection attempt (TCP, TLS and CONNACK).
 	ConnectTimeout time.Duration `yaml:"connect_timeout"`
@@ -49,8 +42,8 @@ type Config struct {
 	// DiscoveryPrefix.
 	Discovery       bool   `yaml:"discovery"`
 	DiscoveryPrefix string `yaml:"discovery_prefix"`
-	// MaxCommandBytes is the largest command payload read; larger ones are
-	// refused unread.
+	// MaxCommandBytes is the largest command payload parsed; larger ones
+	// get an error reply without being parsed.
 	MaxCommandBytes int `yaml:"max_command_bytes"`
 	// EmbeddedBroker, when Listen is set, runs an MQTT broker inside sightd
 	// (standalone installs); Broker then usually points at it.
@@ -76,11 +69,10 @@ type EmbeddedBroker struct {
 	Listen string `yaml:"listen"`
 }
 
-// Defaults connects to a broker on this machine as the host's name.
+// Defaults connects to a broker on this machine.
 func Defaults() Config {
 	return Config{
 		Broker:          "tcp://127.0.0.1:1883",
-		DeviceID:        hostDeviceID(),
 		KeepAlive:       30 * time.Second,
 		ConnectTimeout:  10 * time.Second,
 		RetryMin:        time.Second,
@@ -90,30 +82,6 @@ func Defaults() Config {
 		DiscoveryPrefix: "homeassistant",
 		MaxCommandBytes: 64 << 10,
 	}
-}
-
-// hostDeviceID turns the host name into a device id ("Pi-Porch.lan" ->
-// "pi-porch"), or "sightd" when there is none.
-func hostDeviceID() string {
-	h, err := os.Hostname()
-	if err != nil {
-		return "sightd"
-	}
-	h, _, _ = strings.Cut(strings.ToLower(h), ".")
-	b := []byte(h)
-	for i, c := range b {
-		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '_' || c == '-') {
-			b[i] = '-'
-		}
-	}
-	id := strings.Trim(string(b), "-_")
-	if len(id) > 63 {
-		id = id[:63]
-	}
-	if !idRE.MatchString(id) {
-		return "sightd"
-	}
-	return id
 }
 
 // idRE is what device, rule and camera ids look like: safe in topics (no
@@ -141,12 +109,6 @@ func (c Config) Validate() error {
 		if !secure && c.TLS != (TLS{}) {
 			bad("tls", "set, but broker %q does not use TLS (use ssl:// or wss://)", c.Broker)
 		}
-	}
-	if !idRE.MatchString(c.DeviceID) {
-		bad("device_id", "%q: want 1 to 64 of a-z, 0-9, _ and -, starting with a letter or digit", c.DeviceID)
-	}
-	if len(c.DeviceName) > 100 {
-		bad("device_name", "%d characters: at most 100", len(c.DeviceName))
 	}
 	if c.PasswordFile != "" && c.Username == "" {
 		bad("password_file", "set without a username")
@@ -181,14 +143,6 @@ func (c Config) Validate() error {
 		}
 	}
 	return errors.Join(errs...)
-}
-
-// name is the Home Assistant device name.
-func (c Config) name() string {
-	if c.DeviceName != "" {
-		return c.DeviceName
-	}
-	return "sightd " + c.DeviceID
 }
 
 // password reads PasswordFile.

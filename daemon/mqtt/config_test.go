@@ -14,11 +14,8 @@ func TestDefaultsAreValid(t *testing.T) {
 		t.Fatal(err)
 	}
 	if cfg.Broker != "tcp://127.0.0.1:1883" || !cfg.Discovery || cfg.DiscoveryPrefix != "homeassistant" || cfg.DrainRate != 100 ||
-		cfg.MaxCommandBytes != 64<<10 || cfg.EmbeddedBroker.Listen != "" || !idRE.MatchString(cfg.DeviceID) {
+		cfg.MaxCommandBytes != 64<<10 || cfg.EmbeddedBroker.Listen != "" {
 		t.Errorf("defaults %+v", cfg)
-	}
-	if cfg.name() != "sightd "+cfg.DeviceID {
-		t.Errorf("name %q", cfg.name())
 	}
 }
 
@@ -33,9 +30,6 @@ func TestValidateNamesTheField(t *testing.T) {
 		{func(c *Config) { c.Broker = "tcp://:1883" }, "mqtt.broker"},
 		{func(c *Config) { c.TLS.CAFile = "ca.pem" }, "mqtt.tls: set, but broker"},
 		{func(c *Config) { c.Broker, c.TLS.CertFile = "ssl://b:8883", "c.pem" }, "mqtt.tls: cert_file and key_file go together"},
-		{func(c *Config) { c.DeviceID = "Porch/1" }, `mqtt.device_id: "Porch/1"`},
-		{func(c *Config) { c.DeviceID = "" }, "mqtt.device_id"},
-		{func(c *Config) { c.DeviceName = strings.Repeat("x", 101) }, "mqtt.device_name"},
 		{func(c *Config) { c.PasswordFile = "/run/credentials/pw" }, "mqtt.password_file: set without a username"},
 		{func(c *Config) { c.KeepAlive = 0 }, "mqtt.keep_alive: 0s"},
 		{func(c *Config) { c.ConnectTimeout = time.Millisecond }, "mqtt.connect_timeout"},

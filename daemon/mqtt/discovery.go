@@ -69,18 +69,22 @@ type discovery struct {
 	cameras []string
 }
 
-func newDiscovery(cfg Config, cameras []string, model, version string) discovery {
+func newDiscovery(prefix string, dev Device, cameras []string) discovery {
+	name, model := dev.Name, dev.Model
+	if name == "" {
+		name = "sightd " + dev.ID
+	}
 	if model == "" {
 		model = "sightd"
 	}
-	uid := "sightd." + cfg.DeviceID
+	uid := "sightd." + dev.ID
 	return discovery{
-		prefix: cfg.DiscoveryPrefix,
-		node:   "sightd_" + cfg.DeviceID,
+		prefix: prefix,
+		node:   "sightd_" + dev.ID,
 		uid:    uid,
-		topics: NewTopics(cfg.DeviceID),
-		device: haDevice{Identifiers: []string{uid}, Name: cfg.name(), Manufacturer: "sightd", Model: model, SWVersion: version},
-		origin: haOrigin{Name: "sightd", SWVersion: version},
+		topics: NewTopics(dev.ID),
+		device: haDevice{Identifiers: []string{uid}, Name: name, Manufacturer: "sightd", Model: model, SWVersion: dev.Version},
+		origin: haOrigin{Name: "sightd", SWVersion: dev.Version},
 		// sorted, so configs come out the same on every run
 		cameras: slices.Sorted(slices.Values(cameras)),
 	}

@@ -27,30 +27,109 @@ type publisher interface {
 	Publish(topic string, qos byte, retained bool, payload any) paho.Token
 }
 
-// link is the connection's state as the connection loop reports it. Its
-// epoch changes whenever the connection comes up or goes down.
+// link is the connection as the connection loop reports it: the publisher
+// of the current connection, nil while there is none. Its epoch changes
+// whenever the connection comes up or goes down.
 type link struct {
 	mu      sync.Mutex
-	up      bool
+	pub     publisher
 	epoch   uint64
 	changed chan struct{} // closed and replaced on every change
 }
 
 func newLink() *link { return &link{changed: make(chan struct{})} }
 
-func (l *link) set(up bool) {
+func (l *link) set(pub publisher) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	l.up = up
+	l.pub = pub
 	l.epoch++
 	close(l.changed)
 	l.changed = make(chan struct{})
 }
 
-func (l *link) state() (up bool, epoch uint64, changed <-chan struct{}) {
+func (l *link) state() (pub publisher, epoch uint64, changed <-chan struct{}) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	return l.up, l.epoch, l.changed
+	return l.pub, l.epoch, l.changed
+}
+
+// sender feeds one connection's paho client, in order, from a goroutine of
+// its own. paho's Publish blocks when the connection dies under it, and
+// such a call, left waiting, would be the first thing written on the next
+// connection: ahead of the messages it should follow. Each connection
+// therefore gets a new paho client and a new sender, and a stuck call holds
+// up neither the drain nor the next connection.
+type sender struct {
+	reqs chan sendReq
+	stop chan struct{}
+}
+
+type sendReq struct {
+	topic    string
+	qos      byte
+	retained bool
+	payload  []byte
+	tok      *lateToken
+}
+
+func newSender(pub publisher) *sender {
+	s := &sender{reqs: make(chan sendReq, window), stop: make(chan struct{})}
+	go func() {
+		for {
+			select {
+			case <-s.stop:
+				return
+			case r := <-s.reqs:
+				t := pub.Publish(r.topic, r.qos, r.retained, r.payload)
+				go func() {
+					// paho never completes the tokens of a connection
+					// that died (the session is persistent): give up
+					// with the sender.
+					select {
+					case <-t.Done():
+						r.tok.complete(t.Error())
+					case <-s.stop:
+					}
+				}()
+			}
+		}
+	}()
+	return s
+}
+
+// Publish queues a message; the drain keeps at most window in flight, so
+// the queue never blocks.
+func (s *sender) Publish(topic string, qos byte, retained bool, payload any) paho.Token {
+	b, _ := payload.([]byte)
+	tok := &lateToken{done: make(chan struct{})}
+	s.reqs <- sendReq{topic, qos, retained, b, tok}
+	return tok
+}
+
+// close abandons what is queued or in flight (its tokens never complete):
+// it goes out again on the next connection, from the outbox.
+func (s *sender) close() { close(s.stop) }
+
+// lateToken completes when the paho token it stands for does.
+type lateToken struct {
+	done chan struct{}
+	err  error
+}
+
+func (t *lateToken) complete(err error)    { t.err = err; close(t.done) }
+func (t *lateToken) Wait() bool            { <-t.done; return true }
+func (t *lateToken) Done() <-chan struct{} { return t.done }
+func (t *lateToken) Error() error          { return t.err }
+func (t *lateToken) WaitTimeout(d time.Duration) bool {
+	timer := time.NewTimer(d)
+	defer timer.Stop()
+	select {
+	case <-t.done:
+		return true
+	case <-timer.C:
+		return false
+	}
 }
 
 const (
@@ -73,7 +152,6 @@ type flight struct {
 // once its PUBACK arrives. Only the drain deletes from the outbox.
 type drain struct {
 	out      Outbox
-	pub      publisher
 	link     *link
 	nudge    <-chan struct{}
 	pace     pacer
@@ -92,16 +170,15 @@ func (d *drain) run(ctx context.Context) {
 	defer timer.Stop()
 	var epoch uint64
 	for ctx.Err() == nil {
-		up, ep, changed := d.link.state()
+		pub, ep, changed := d.link.state()
 		if ep != epoch {
-			// A token of an earlier connection proves nothing: paho
-			// completes the tokens of the messages it resends after a
-			// reconnect before their new PUBACK arrives. Everything in
-			// flight goes out again, from the oldest.
+			// What was in flight on an earlier connection may or may not
+			// have arrived: it all goes out again, from the oldest.
+			// (Subscribers drop duplicates by id.)
 			d.restart()
 			epoch = ep
 		}
-		if !up {
+		if pub == nil {
 			select {
 			case <-ctx.Done():
 			case <-changed:
@@ -124,7 +201,7 @@ func (d *drain) run(ctx context.Context) {
 				if w := d.pace.reserve(time.Now()); w > 0 {
 					wait = w
 				} else {
-					d.publish(d.pending[0], epoch)
+					d.publish(pub, d.pending[0], epoch)
 					d.pending = d.pending[1:]
 					continue
 				}
@@ -168,10 +245,10 @@ func (d *drain) retire(ctx context.Context, epoch uint64) (failed bool) {
 			d.restart()
 			return true
 		}
-		// Trust the PUBACK only if the connection it came on is still the
-		// current one (the caller checks the epoch again before the next
-		// publish; a race here costs a duplicate, never a loss).
-		if up, ep, _ := d.link.state(); !up || ep != epoch {
+		// Trust the PUBACK only while its connection is the current one
+		// (a token of an abandoned connection proves nothing; a race here
+		// costs a duplicate, never a loss).
+		if _, ep, _ := d.link.state(); ep != epoch {
 			return false
 		}
 		if err := d.out.Delete(ctx, f.seq); err != nil {
@@ -200,11 +277,11 @@ func (d *drain) refill(ctx context.Context) {
 	}
 }
 
-func (d *drain) publish(e store.OutboxEntry, epoch uint64) {
+func (d *drain) publish(pub publisher, e store.OutboxEntry, epoch uint64) {
 	// Never QoS 0: its token completes when the message is written, not
 	// acknowledged, and the message would leave the outbox unconfirmed.
 	qos := max(e.QoS, 1)
-	tok := d.pub.Publish(e.Topic, qos, e.Retained, e.Payload)
+	tok := pub.Publish(e.Topic, qos, e.Retained, e.Payload)
 	d.inflight = append(d.inflight, flight{seq: e.Seq, epoch: epoch, tok: tok})
 	d.next = e.Seq + 1
 }

@@ -76,7 +76,7 @@ func startDrain(t *testing.T, n int) (*drain, *fakePub, *store.Store) {
 		}
 	}
 	pub := &fakePub{}
-	d := &drain{out: st, pub: pub, link: newLink(), nudge: make(chan struct{}), pace: newPacer(1e6),
+	d := &drain{out: st, link: newLink(), nudge: make(chan struct{}), pace: newPacer(1e6),
 		retry: time.Millisecond, log: zerolog.Nop(), acked: func() {}}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
@@ -87,22 +87,22 @@ func startDrain(t *testing.T, n int) (*drain, *fakePub, *store.Store) {
 
 func equal(a, b []string) bool { return fmt.Sprint(a) == fmt.Sprint(b) }
 
-// paho completes the tokens of the messages it resends after a reconnect
-// before their new PUBACK arrives; such an "acknowledgement" must not
-// delete anything.
+// A message in flight when its connection died may or may not have
+// arrived: it goes out again on the next connection, and an
+// acknowledgement that turns up for the old one deletes nothing.
 func TestDrainDistrustsAcksFromAnEarlierConnection(t *testing.T) {
 	d, pub, st := startDrain(t, 3)
-	d.link.set(true)
+	d.link.set(pub)
 	waitFor(t, 10*time.Second, "3 publishes", func() bool { return len(pub.get()) == 3 })
 	old := pub.get()
 	if old[0].qos != 1 {
 		t.Errorf("a QoS 0 message went out at QoS %d", old[0].qos)
 	}
 
-	d.link.set(false)
-	d.link.set(true)
+	d.link.set(nil)
+	d.link.set(pub)
 	for _, p := range old {
-		p.tok.complete(nil)
+		p.tok.complete(nil) // an acknowledgement that comes too late to count
 	}
 	waitFor(t, 10*time.Second, "the messages sent again", func() bool { return len(pub.get()) == 6 })
 	if got := pub.topics(3); !equal(got, []string{"t0", "t1", "t2"}) {
@@ -121,7 +121,7 @@ func TestDrainDistrustsAcksFromAnEarlierConnection(t *testing.T) {
 // was acknowledged before it is not.
 func TestDrainResendsFromAFailure(t *testing.T) {
 	d, pub, st := startDrain(t, 3)
-	d.link.set(true)
+	d.link.set(pub)
 	waitFor(t, 10*time.Second, "3 publishes", func() bool { return len(pub.get()) == 3 })
 	first := pub.get()
 	first[2].tok.complete(nil) // acknowledged, but after the failure: sent again
@@ -143,7 +143,7 @@ func TestDrainResendsFromAFailure(t *testing.T) {
 // No more than window messages await their acknowledgement.
 func TestDrainWindow(t *testing.T) {
 	d, pub, st := startDrain(t, window+10)
-	d.link.set(true)
+	d.link.set(pub)
 	waitFor(t, 10*time.Second, "a full window", func() bool { return len(pub.get()) == window })
 	if st.Len() != window+10 {
 		t.Fatalf("outbox %d", st.Len())
@@ -173,4 +173,40 @@ func TestPacer(t *testing.T) {
 	if w := p.reserve(t0.Add(10 * time.Second)); w <= 0 || w > 100*time.Millisecond {
 		t.Errorf("wait %v", w)
 	}
+}
+
+// blockingPub is a paho client whose connection died under a Publish call:
+// the call hangs until released.
+type blockingPub struct {
+	called  chan struct{}
+	once    *sync.Once
+	release chan struct{}
+}
+
+func (p blockingPub) Publish(string, byte, bool, any) paho.Token {
+	p.once.Do(func() { close(p.called) })
+	<-p.release
+	return &fakeToken{done: make(chan struct{}), err: errors.New("publish was broken by timeout")}
+}
+
+// A Publish stuck on a dead connection holds up neither the drain nor the
+// next connection, which gets everything from the oldest message on.
+func TestDrainNotHeldByAStuckPublish(t *testing.T) {
+	d, pub, st := startDrain(t, 3)
+	stuck := blockingPub{called: make(chan struct{}), once: new(sync.Once), release: make(chan struct{})}
+	dead := newSender(stuck)
+	d.link.set(dead)
+	<-stuck.called
+	d.link.set(nil)
+	dead.close()
+	d.link.set(newSender(pub))
+	waitFor(t, 10*time.Second, "the next connection", func() bool { return len(pub.get()) == 3 })
+	if got := pub.topics(0); !equal(got, []string{"t0", "t1", "t2"}) {
+		t.Fatalf("published %v", got)
+	}
+	for _, p := range pub.get() {
+		p.tok.complete(nil)
+	}
+	waitFor(t, 10*time.Second, "outbox empty", func() bool { return st.Len() == 0 })
+	close(stuck.release)
 }

@@ -267,10 +267,10 @@ func openStore(t testing.TB, tweak func(*store.Config)) *store.Store {
 	return st
 }
 
-// testConfig connects to broker as device "test" with short retries.
+// testConfig connects to broker with short retries.
 func testConfig(broker string) Config {
 	cfg := Defaults()
-	cfg.Broker, cfg.DeviceID = broker, "test"
+	cfg.Broker = broker
 	cfg.RetryMin, cfg.RetryMax = 50*time.Millisecond, 500*time.Millisecond
 	cfg.ConnectTimeout = 5 * time.Second
 	cfg.DrainRate = 10000
@@ -287,8 +287,12 @@ type running struct {
 	stop func()
 }
 
+// runClient runs a client, as device "test" unless opts say otherwise.
 func runClient(t testing.TB, cfg Config, opts Options) *running {
 	t.Helper()
+	if opts.Device.ID == "" {
+		opts.Device.ID = "test"
+	}
 	c, err := New(cfg, opts, testLogger(t))
 	if err != nil {
 		t.Fatal(err)

@@ -1,0 +1,30 @@
+// Package mqtt connects sightd to an MQTT broker and to Home Assistant.
+//
+// Producers never talk to MQTT: they build messages with EventMessage,
+// StateMessage, AttributesMessage, SnapshotMessage, CameraStatusMessage and
+// ModelStateMessage and push them to the Badger outbox (Client.Push). The
+// outbox is the source of truth: a drain goroutine publishes it in order
+// with QoS 1, at most drain_rate messages a second, and deletes a message
+// only when its PUBACK arrives on the connection it was sent on. Anything
+// in flight when a connection dies goes out again on the next one, so a
+// subscriber sees every detection, in order, possibly twice (the unique id
+// tells). Each connection gets a fresh paho client: paho's own resending
+// could put a message blocked on a dead connection ahead of older ones.
+//
+// Topics live under sightd/<device>: status (online, offline as the last
+// will, stopped after a clean shutdown; retained), events, rule/<id>/state,
+// rule/<id>/attributes, camera/<cam>/snapshot, camera/<cam>/status and
+// model/state. Commands (rule/set, rule/delete, model/install,
+// camera/<cam>/snapshot/request) are answered on <command>/reply and run on
+// the client's own goroutine, never in paho's callbacks.
+//
+// Home Assistant discovery publishes one retained config per entity under
+// homeassistant/<component>/sightd_<device>/<object>/config: a
+// binary_sensor per state rule, one event entity for detections, an image
+// per camera and an update entity for the model bundle. It is sent on
+// every connection and when homeassistant/status says online; configs of
+// rules and cameras that no longer exist are removed (an empty retained
+// config), including those deleted while sightd was away.
+//
+// StartBroker runs an embedded broker (mochi-mqtt) for standalone installs.
+package mqtt

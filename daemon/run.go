@@ -18,6 +18,7 @@ import (
 	"github.com/sightd/sightd/camera"
 	"github.com/sightd/sightd/daemon/api"
 	"github.com/sightd/sightd/daemon/config"
+	"github.com/sightd/sightd/daemon/mqtt"
 	"github.com/sightd/sightd/daemon/pipeline"
 	"github.com/sightd/sightd/daemon/rules"
 	"github.com/sightd/sightd/quant/tflite"
@@ -72,7 +73,9 @@ type daemon struct {
 	rulesMu sync.Mutex // serialises rule and model changes (API, MQTT, SIGHUP, swaps)
 	mgr     *rules.Manager
 
-	pipes []*pipeline.Pipeline
+	pipes  []*pipeline.Pipeline
+	mqtt   *mqtt.Client // nil when MQTT is off
+	broker *mqtt.Broker // the embedded broker, when configured
 }
 
 func runtimeOptions(m config.Model, log *zerolog.Logger) tflite.Options {
@@ -133,6 +136,17 @@ func runDaemon(ctx context.Context, cfg *config.Config, log zerolog.Logger, ctl 
 	if err != nil {
 		return err
 	}
+	// MQTT outlives the cameras on the way down, so that the last events and
+	// "stopped" still go out.
+	mqttCtx, stopMQTT := context.WithCancel(context.Background())
+	defer stopMQTT()
+	mqttDone := make(chan struct{})
+	if d.mqtt != nil {
+		go func() { defer close(mqttDone); d.mqtt.Run(mqttCtx) }()
+		d.announce(runCtx)
+	} else {
+		close(mqttDone)
+	}
 	man := d.model.manifest()
 	log.Info().Int("cameras", len(d.pipes)).Str("model", man.Name).Int64("version", man.Version).Msg("sightd running")
 	systemd.Ready()
@@ -165,6 +179,9 @@ wait:
 		srv.Shutdown(shutdown)
 	}
 	waitOrDeadline(shutdown, &wg, log)
+	d.flushOutbox(shutdown)
+	stopMQTT()
+	<-mqttDone
 	log.Info().Msg("sightd stopped")
 	return err
 }
@@ -216,7 +233,16 @@ func (d *daemon) open(ctx context.Context) error {
 		d.pipes = append(d.pipes, p)
 		d.metrics.AddPipeline(p)
 	}
+	if err := d.openMQTT(); err != nil {
+		return err
+	}
 	d.metrics.AddGauge("sightd_outbox_messages", "Messages waiting for MQTT.", func() float64 { return float64(d.st.Len()) })
+	d.metrics.AddGauge("sightd_mqtt_connected", "1 while connected to the MQTT broker.", func() float64 {
+		if d.mqtt != nil && d.mqtt.Health().Connected {
+			return 1
+		}
+		return 0
+	})
 	d.metrics.AddGauge("sightd_outbox_dropped", "Messages dropped from a full outbox.", func() float64 { return float64(d.st.Dropped()) })
 	return nil
 }
@@ -250,6 +276,9 @@ func (d *daemon) rulesChanged(ctx context.Context) {
 	}
 	for _, p := range d.pipes {
 		p.SetRules(set)
+	}
+	if d.mqtt != nil {
+		d.mqtt.Resync()
 	}
 }
 
@@ -304,7 +333,16 @@ func (d *daemon) health(ctx context.Context) []api.Check {
 	if err != nil {
 		sc.Detail = err.Error()
 	}
-	return append(checks, sc)
+	checks = append(checks, sc)
+	if d.mqtt != nil {
+		h := d.mqtt.Health()
+		mc := api.Check{Name: "mqtt", OK: h.Connected, Detail: fmt.Sprintf("%d queued", h.Outbox)}
+		if h.Err != nil && !h.Connected {
+			mc.Detail = h.Err.Error()
+		}
+		checks = append(checks, mc)
+	}
+	return checks
 }
 
 // lockedRules serialises the API's rule changes with everyone else's.
@@ -359,23 +397,60 @@ func (d *daemon) close() {
 			m.close()
 		}
 	}
+	if d.broker != nil {
+		d.broker.Close()
+	}
 	if d.st != nil {
 		d.st.Close()
 	}
 }
 
-// sink records what the pipelines decide.
+// sink records what the pipelines decide and queues it for MQTT.
 type sink struct{ d *daemon }
 
 func (s *sink) Event(ctx context.Context, e pipeline.Event) error {
-	s.d.metrics.Detections.WithLabelValues(e.Detection.Rule, e.Detection.Camera).Inc()
-	return rules.Record(ctx, s.d.st, e.Detection)
+	d := s.d
+	det := e.Detection
+	d.metrics.Detections.WithLabelValues(det.Rule, det.Camera).Inc()
+	if err := rules.Record(ctx, d.st, det); err != nil {
+		return err
+	}
+	if d.mqtt == nil {
+		return nil
+	}
+	dev := d.cfg.Device.ID
+	msgs := make([]func() (store.Message, error), 0, 3)
+	if det.Kind == rules.State {
+		msgs = append(msgs, func() (store.Message, error) { return mqtt.StateMessage(dev, det.Rule, det.State == "ON") })
+	} else {
+		msgs = append(msgs, func() (store.Message, error) { return mqtt.EventMessage(dev, det) })
+	}
+	if len(e.Snapshot) > 0 {
+		msgs = append(msgs, func() (store.Message, error) { return mqtt.SnapshotMessage(dev, det.Camera, e.Snapshot) })
+	}
+	for _, build := range msgs {
+		m, err := build()
+		if err != nil {
+			return err
+		}
+		if err := d.mqtt.Push(ctx, m); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
-func (s *sink) CameraStatus(_ context.Context, name string, online bool, reason error) {
-	ev := s.d.log.Info()
+func (s *sink) CameraStatus(ctx context.Context, name string, online bool, reason error) {
+	d := s.d
+	ev := d.log.Info()
 	if !online {
-		ev = s.d.log.Warn().AnErr("reason", reason)
+		ev = d.log.Warn().AnErr("reason", reason)
 	}
 	ev.Str("camera", name).Bool("online", online).Msg("camera status")
+	if d.mqtt == nil {
+		return
+	}
+	if m, err := mqtt.CameraStatusMessage(d.cfg.Device.ID, name, online); err == nil {
+		d.mqtt.Push(ctx, m)
+	}
 }

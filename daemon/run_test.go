@@ -9,10 +9,13 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
+	paho "github.com/eclipse/paho.mqtt.golang"
 	"github.com/rs/zerolog"
 
 	"github.com/sightd/sightd/daemon/config"
@@ -37,7 +40,7 @@ func freePort(t *testing.T) string {
 // does not; everything is in the store after a clean stop.
 func TestRunDaemon(t *testing.T) {
 	dir := t.TempDir()
-	listen := freePort(t)
+	listen, broker := freePort(t), freePort(t)
 	yml := fmt.Sprintf(`
 device: {id: test}
 model: {bundle: %q, edgetpu: off}
@@ -49,13 +52,15 @@ rules:
   - {id: purple, prompts: ["something purple"]}
 store: {dir: %q}
 http: {listen: %q}
-`, demoBundle(t), opencvPhoto(t, "vtest.avi"), filepath.Join(dir, "missing.avi"), filepath.Join(dir, "db"), listen)
+mqtt: {broker: "tcp://%s", embedded_broker: {listen: %q}}
+`, demoBundle(t), opencvPhoto(t, "vtest.avi"), filepath.Join(dir, "missing.avi"), filepath.Join(dir, "db"), listen, broker, broker)
 	cfg, err := config.Parse([]byte(yml))
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
+	got := subscribe(t, broker)
 	reload := make(chan *config.Config)
 	swap := make(chan swapRequest)
 	go func() { done <- runDaemon(ctx, cfg, zerolog.Nop(), controls{reload: reload, swap: swap}) }()
@@ -187,10 +192,52 @@ http: {listen: %q}
 		byModel[det.ModelVersion]++
 	}
 	t.Logf("detections by rule: %v, by model: %v", byRule, byModel)
+
+	// What an MQTT subscriber saw, through the embedded broker.
+	msgs := got()
+	for _, want := range []string{"sightd/test/status online", "sightd/test/rule/dark-clothes/state ON",
+		"sightd/test/camera/street/status online", "sightd/test/status stopped"} {
+		if !slices.Contains(msgs, want) {
+			t.Errorf("subscriber did not see %q", want)
+		}
+	}
+	if n := st.Len(); n != 0 {
+		t.Errorf("%d messages left in the outbox after a clean stop", n)
+	}
 	if byModel[1] == 0 || byModel[2] == 0 {
 		t.Errorf("detections by model %v: want some before and after the swap", byModel)
 	}
 	if byRule["dark-clothes"] == 0 || byRule["purple"] != 0 {
 		t.Errorf("detections %v: want dark-clothes changes and no purple", byRule)
+	}
+}
+
+// subscribe connects to the broker at addr (retrying until the daemon's
+// embedded broker is up) and records "topic payload" of every text message
+// under sightd/; the returned function gives what arrived so far.
+func subscribe(t *testing.T, addr string) func() []string {
+	t.Helper()
+	var mu sync.Mutex
+	var seen []string
+	opts := paho.NewClientOptions().AddBroker("tcp://" + addr).SetClientID("test-subscriber").
+		SetConnectRetry(true).SetConnectRetryInterval(100 * time.Millisecond).
+		SetOnConnectHandler(func(c paho.Client) {
+			c.Subscribe("sightd/#", 1, func(_ paho.Client, m paho.Message) {
+				if len(m.Payload()) > 64 || strings.Contains(m.Topic(), "snapshot") {
+					return // JSON and JPEG: the short text messages are what this test reads
+				}
+				mu.Lock()
+				seen = append(seen, m.Topic()+" "+string(m.Payload()))
+				mu.Unlock()
+			})
+		})
+	c := paho.NewClient(opts)
+	c.Connect() // retries in the background until the broker listens
+	t.Cleanup(func() { c.Disconnect(100) })
+	return func() []string {
+		time.Sleep(500 * time.Millisecond) // the last messages in flight
+		mu.Lock()
+		defer mu.Unlock()
+		return append([]string(nil), seen...)
 	}
 }

@@ -20,6 +20,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/sightd/sightd/camera"
+	"github.com/sightd/sightd/daemon/mqtt"
 	"github.com/sightd/sightd/daemon/rules"
 	"github.com/sightd/sightd/store"
 )
@@ -38,8 +39,10 @@ type Config struct {
 	Rules       Rules        `yaml:"rules"`
 	Calibration Calibration  `yaml:"calibration"`
 	Store       store.Config `yaml:"store"`
-	HTTP        HTTP         `yaml:"http"`
-	Log         Log          `yaml:"log"`
+	// MQTT is the broker connection; an empty broker turns MQTT off.
+	MQTT mqtt.Config `yaml:"mqtt"`
+	HTTP HTTP        `yaml:"http"`
+	Log  Log         `yaml:"log"`
 }
 
 // Device names this sightd instance.
@@ -85,6 +88,7 @@ func Defaults() Config {
 		Model:       Model{Threads: 2, XNNPACK: true, EdgeTPU: "auto"},
 		Calibration: Calibration{Backgrounds: append([]string(nil), rules.DefaultBackgrounds...)},
 		Store:       store.Defaults(),
+		MQTT:        mqtt.Defaults(),
 		HTTP:        HTTP{Listen: "127.0.0.1:8080"},
 		Log:         Log{Level: "info", Format: "auto"},
 	}
@@ -276,6 +280,11 @@ func (c *Config) Validate() error {
 	}
 	if err := c.Store.Validate(); err != nil {
 		bad("store", "%v", err)
+	}
+	if c.MQTT.Broker != "" {
+		if err := c.MQTT.Validate(); err != nil {
+			errs = append(errs, err)
+		}
 	}
 	if c.HTTP.Listen != "" {
 		if _, _, err := net.SplitHostPort(c.HTTP.Listen); err != nil {

@@ -67,6 +67,7 @@ func TestBadConfigs(t *testing.T) {
 		{"bad device id", ok + "device: {id: Porch Pi}\n", `device.id: "Porch Pi"`},
 		{"bad listen", ok + "http: {listen: localhost}\n", `http.listen: "localhost"`},
 		{"bad log level", ok + "log: {level: loud}\n", `log.level: "loud"`},
+		{"bad mqtt broker", ok + "mqtt: {broker: \"http://x:1\"}\n", `mqtt.broker: unsupported scheme "http"`},
 		{"bad duration", ok + "store: {detection_ttl: forever}\n", "forever"},
 		{"not yaml", "model: [\n", "did not find expected"},
 		{"too large", strings.Repeat("#", MaxFileSize+1), "at most"},

@@ -213,29 +213,35 @@ mqtt: {broker: "tcp://%s", embedded_broker: {listen: %q}}
 }
 
 // subscribe connects to the broker at addr (retrying until the daemon's
-// embedded broker is up) and records "topic payload" of every text message
-// under sightd/; the returned function gives what arrived so far.
-func subscribe(t *testing.T, addr string) func() []string {
+// embedded broker is up) and records "topic payload" of every message but
+// snapshots (JPEG) on topics (sightd/# when none); the returned function
+// gives what arrived so far.
+func subscribe(t *testing.T, addr string, topics ...string) func() []string {
+	if len(topics) == 0 {
+		topics = []string{"sightd/#"}
+	}
 	t.Helper()
 	var mu sync.Mutex
 	var seen []string
 	opts := paho.NewClientOptions().AddBroker("tcp://" + addr).SetClientID("test-subscriber").
 		SetConnectRetry(true).SetConnectRetryInterval(100 * time.Millisecond).
 		SetOnConnectHandler(func(c paho.Client) {
-			c.Subscribe("sightd/#", 1, func(_ paho.Client, m paho.Message) {
-				if len(m.Payload()) > 64 || strings.Contains(m.Topic(), "snapshot") {
-					return // JSON and JPEG: the short text messages are what this test reads
-				}
-				mu.Lock()
-				seen = append(seen, m.Topic()+" "+string(m.Payload()))
-				mu.Unlock()
-			})
+			for _, topic := range topics {
+				c.Subscribe(topic, 1, func(_ paho.Client, m paho.Message) {
+					if strings.HasSuffix(m.Topic(), "/snapshot") {
+						return
+					}
+					mu.Lock()
+					seen = append(seen, m.Topic()+" "+string(m.Payload()))
+					mu.Unlock()
+				})
+			}
 		})
 	c := paho.NewClient(opts)
 	c.Connect() // retries in the background until the broker listens
 	t.Cleanup(func() { c.Disconnect(100) })
 	return func() []string {
-		time.Sleep(500 * time.Millisecond) // the last messages in flight
+		time.Sleep(200 * time.Millisecond) // the last messages in flight
 		mu.Lock()
 		defer mu.Unlock()
 		return append([]string(nil), seen...)

@@ -1,0 +1,138 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"os/user"
+	"path/filepath"
+	"slices"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/sightd/sightd/store"
+)
+
+// startMosquitto runs Debian's Mosquitto on addr for the test.
+func startMosquitto(t *testing.T, addr string) {
+	t.Helper()
+	bin := "/usr/sbin/mosquitto"
+	if _, err := os.Stat(bin); err != nil {
+		t.Fatal("mosquitto is not installed (make deps installs it)")
+	}
+	_, port, _ := net.SplitHostPort(addr)
+	dir := t.TempDir()
+	conf := fmt.Sprintf("listener %s 127.0.0.1\nallow_anonymous true\npersistence false\n", port)
+	if u, err := user.Current(); err == nil {
+		conf = "user " + u.Username + "\n" + conf // as root it would switch to "mosquitto"
+	}
+	path := filepath.Join(dir, "mosquitto.conf")
+	os.WriteFile(path, []byte(conf), 0o600)
+	cmd := exec.Command(bin, "-c", path)
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		if c, err := net.Dial("tcp", addr); err == nil {
+			c.Close()
+			return
+		}
+	}
+	t.Fatal("mosquitto did not start listening")
+}
+
+// End to end with the real binary and a real Mosquitto: a subscriber sees
+// discovery, "online", state changes for the rule that should fire and none
+// for the one that should not; SIGTERM gives "stopped", exit status 0 and an
+// empty outbox; a restart continues with the same database.
+func TestEndToEndBinary(t *testing.T) {
+	dir := t.TempDir()
+	bin := filepath.Join(dir, "sightd")
+	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	broker := freePort(t)
+	startMosquitto(t, broker)
+	got := subscribe(t, broker, "sightd/#", "homeassistant/#")
+	cfgPath := filepath.Join(dir, "sightd.yml")
+	os.WriteFile(cfgPath, []byte(fmt.Sprintf(`
+device: {id: e2e, name: End to end}
+model: {bundle: %q, edgetpu: "off"}
+cameras:
+  - {name: street, source: %q, fast: true}
+rules:
+  - {id: dark-clothes, prompts: ["something dark"], kind: state}
+  - {id: purple, prompts: ["something purple"]}
+store: {dir: %q}
+http: {listen: ""}
+mqtt: {broker: "tcp://%s"}
+`, demoBundle(t), opencvPhoto(t, "vtest.avi"), filepath.Join(dir, "db"), broker)), 0o644)
+
+	run := func(wantMsg string) {
+		t.Helper()
+		cmd := exec.Command(bin, "run", "-c", cfgPath)
+		var logs strings.Builder
+		cmd.Stderr = &logs
+		seen := len(got()) // only what this run publishes counts
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		deadline := time.Now().Add(2 * time.Minute)
+		for time.Now().Before(deadline) && !slices.Contains(got()[seen:], wantMsg) {
+			time.Sleep(100 * time.Millisecond)
+		}
+		cmd.Process.Signal(syscall.SIGTERM)
+		if err := cmd.Wait(); err != nil {
+			t.Fatalf("sightd run: %v\n%s", err, logs.String())
+		}
+		if !slices.Contains(got()[seen:], wantMsg) {
+			t.Fatalf("no %q within the deadline; log:\n%s", wantMsg, logs.String())
+		}
+	}
+	run("sightd/e2e/rule/dark-clothes/state ON")
+	msgs := got()
+	for _, want := range []string{"sightd/e2e/status online", "sightd/e2e/camera/street/status online", "sightd/e2e/status stopped"} {
+		if !slices.Contains(msgs, want) {
+			t.Errorf("subscriber did not see %q", want)
+		}
+	}
+	var discovery, purple bool
+	for _, m := range msgs {
+		discovery = discovery || strings.HasPrefix(m, "homeassistant/binary_sensor/sightd_e2e/rule_dark-clothes/config {")
+		purple = purple || strings.Contains(m, `"rule":"purple"`) && strings.HasPrefix(m, "sightd/e2e/events")
+	}
+	if !discovery || purple {
+		t.Errorf("discovery config seen: %v (want true); purple event seen: %v (want false)", discovery, purple)
+	}
+
+	countDetections := func() (int, int) {
+		cfg := store.Defaults()
+		cfg.Dir = filepath.Join(dir, "db")
+		st, err := store.Open(context.Background(), cfg, zerolog.Nop())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer st.Close()
+		n, err := st.CountDetections(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		return n, st.Len()
+	}
+	first, queued := countDetections()
+	if first == 0 || queued != 0 {
+		t.Fatalf("after the first run: %d detections, %d messages still queued", first, queued)
+	}
+	// A restart continues where it left off: same database, same device.
+	run("sightd/e2e/rule/dark-clothes/state ON")
+	if n, _ := countDetections(); n <= first {
+		t.Fatalf("after a restart: %d detections, want more than %d", n, first)
+	}
+}

@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/sightd/sightd/quant/modelgen/demo"
+	"github.com/sightd/sightd/quant/modelgen/demo/demotest"
 	"github.com/sightd/sightd/quant/tflite"
 )
 
@@ -68,14 +69,7 @@ func TestTokenizeCommand(t *testing.T) {
 }
 
 // demoBundle writes the generated demo bundle into a temporary directory.
-func demoBundle(t *testing.T) string {
-	t.Helper()
-	dir := filepath.Join(t.TempDir(), "demo")
-	if err := demo.Build(dir, demo.Options{}); err != nil {
-		t.Fatal(err)
-	}
-	return dir
-}
+func demoBundle(t *testing.T) string { return demotest.Dir(t) }
 
 func opencvPhoto(t *testing.T, name string) string {
 	t.Helper()

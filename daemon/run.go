@@ -398,6 +398,9 @@ func (d *daemon) close() {
 		}
 	}
 	if d.broker != nil {
+		// The embedded broker forwards "stopped" to its subscribers
+		// asynchronously; a moment lets it reach them before the listener goes.
+		time.Sleep(250 * time.Millisecond)
 		d.broker.Close()
 	}
 	if d.st != nil {

@@ -8,7 +8,6 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -16,10 +15,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/sightd/sightd/daemon/rules"
-	"github.com/sightd/sightd/quant/bundle"
-	"github.com/sightd/sightd/quant/encoder"
-	"github.com/sightd/sightd/quant/modelgen/demo"
-	"github.com/sightd/sightd/quant/tflite"
+	"github.com/sightd/sightd/quant/modelgen/demo/demotest"
 	"github.com/sightd/sightd/store"
 )
 
@@ -35,29 +31,14 @@ func (f fakeCamera) Snapshot() ([]byte, time.Time, error) {
 // manager is a real rules.Manager on a real store with the demo bundle.
 func manager(t *testing.T) *rules.Manager {
 	t.Helper()
-	dir := filepath.Join(t.TempDir(), "demo")
-	if err := demo.Build(dir, demo.Options{}); err != nil {
-		t.Fatal(err)
-	}
-	b, err := bundle.Open(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tw, err := encoder.Load(b)
-	if err != nil {
-		t.Fatal(err)
-	}
-	text, err := tw.NewText(tflite.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	text := demotest.Text(t, demotest.Towers(t))
 	cfg := store.Defaults()
 	cfg.Dir = t.TempDir()
 	st, err := store.Open(context.Background(), cfg, zerolog.Nop())
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { st.Close(); text.Close(); tw.Close(); b.Close() })
+	t.Cleanup(func() { st.Close() })
 	m, err := rules.NewManager(st, rules.Model{Version: 1, LogitScale: 100, Text: text}, map[string]bool{"porch": true})
 	if err != nil {
 		t.Fatal(err)

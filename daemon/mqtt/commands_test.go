@@ -5,16 +5,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
 
 	"github.com/sightd/sightd/daemon/rules"
-	"github.com/sightd/sightd/quant/bundle"
-	"github.com/sightd/sightd/quant/encoder"
-	"github.com/sightd/sightd/quant/modelgen/demo"
-	"github.com/sightd/sightd/quant/tflite"
+	"github.com/sightd/sightd/quant/modelgen/demo/demotest"
 	"github.com/sightd/sightd/store"
 )
 
@@ -118,23 +114,8 @@ func FuzzParseCommand(f *testing.F) {
 // bundle's text tower.
 func demoManager(t *testing.T, st *store.Store) *rules.Manager {
 	t.Helper()
-	dir := filepath.Join(t.TempDir(), "demo")
-	if err := demo.Build(dir, demo.Options{}); err != nil {
-		t.Fatal(err)
-	}
-	b, err := bundle.Open(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	towers, err := encoder.Load(b)
-	if err != nil {
-		t.Fatal(err)
-	}
-	text, err := towers.NewText(tflite.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { text.Close(); towers.Close(); b.Close() })
+	towers := demotest.Towers(t)
+	text := demotest.Text(t, towers)
 	m, err := rules.NewManager(st, rules.Model{Version: 1, LogitScale: towers.Manifest().LogitScale, Text: text}, testCameras)
 	if err != nil {
 		t.Fatal(err)

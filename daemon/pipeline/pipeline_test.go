@@ -13,9 +13,8 @@ import (
 	"github.com/sightd/sightd/camera"
 	"github.com/sightd/sightd/daemon/rules"
 	"github.com/sightd/sightd/quant"
-	"github.com/sightd/sightd/quant/bundle"
 	"github.com/sightd/sightd/quant/encoder"
-	"github.com/sightd/sightd/quant/modelgen/demo"
+	"github.com/sightd/sightd/quant/modelgen/demo/demotest"
 	"github.com/sightd/sightd/quant/tflite"
 )
 
@@ -40,24 +39,6 @@ func (r *recorder) CameraStatus(_ context.Context, _ string, online bool, _ erro
 }
 
 var _ Sink = (*recorder)(nil)
-
-func towers(t *testing.T) *encoder.Towers {
-	t.Helper()
-	dir := filepath.Join(t.TempDir(), "demo")
-	if err := demo.Build(dir, demo.Options{}); err != nil {
-		t.Fatal(err)
-	}
-	b, err := bundle.Open(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tw, err := encoder.Load(b)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { tw.Close(); b.Close() })
-	return tw
-}
 
 // ruleSet compiles rules with the demo's text tower under model version v.
 func ruleSet(t *testing.T, tw *encoder.Towers, v int64, rs ...*rules.Rule) *rules.Set {
@@ -115,7 +96,7 @@ func vtest(t *testing.T) string {
 // event carries its detection and a JPEG snapshot. A model swap half way
 // takes effect between frames.
 func TestPipelineOnVideo(t *testing.T) {
-	tw := towers(t)
+	tw := demotest.Towers(t)
 	cfg := camera.Defaults()
 	cfg.Name = "street"
 	cfg.Source = vtest(t)
@@ -198,7 +179,7 @@ func TestPipelineOnVideo(t *testing.T) {
 // A camera that is missing is reported offline and waited for; the
 // pipeline stays up until it is stopped.
 func TestPipelineMissingCamera(t *testing.T) {
-	tw := towers(t)
+	tw := demotest.Towers(t)
 	cfg := camera.Defaults()
 	cfg.Name = "gone"
 	cfg.Source = filepath.Join(t.TempDir(), "missing.avi")

@@ -9,10 +9,8 @@ import (
 	"time"
 
 	"github.com/sightd/sightd/quant"
-	"github.com/sightd/sightd/quant/bundle"
 	"github.com/sightd/sightd/quant/encoder"
-	"github.com/sightd/sightd/quant/modelgen/demo"
-	"github.com/sightd/sightd/quant/tflite"
+	"github.com/sightd/sightd/quant/modelgen/demo/demotest"
 )
 
 type demoTowers struct {
@@ -23,27 +21,8 @@ type demoTowers struct {
 
 func loadDemo(t *testing.T) *demoTowers {
 	t.Helper()
-	dir := filepath.Join(t.TempDir(), "demo")
-	if err := demo.Build(dir, demo.Options{}); err != nil {
-		t.Fatal(err)
-	}
-	b, err := bundle.Open(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	towers, err := encoder.Load(b)
-	if err != nil {
-		t.Fatal(err)
-	}
-	d := &demoTowers{towers: towers}
-	if d.text, err = towers.NewText(tflite.Options{}); err != nil {
-		t.Fatal(err)
-	}
-	if d.image, err = towers.NewImage(tflite.Options{}); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { d.image.Close(); d.text.Close(); towers.Close(); b.Close() })
-	return d
+	tw := demotest.Towers(t)
+	return &demoTowers{towers: tw, text: demotest.Text(t, tw), image: demotest.Image(t, tw)}
 }
 
 // photo embeds a whole real photo from Debian's opencv-doc.

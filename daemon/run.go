@@ -120,6 +120,7 @@ func runDaemon(ctx context.Context, cfg *config.Config, log zerolog.Logger, ctl 
 	for _, p := range d.pipes {
 		p.Heartbeat = wd.Register("camera/" + p.Name)
 	}
+	go d.watchParts(runCtx, wd)
 	go wd.Run(runCtx)
 	var wg sync.WaitGroup
 	errs := make(chan error, len(d.pipes)+1)

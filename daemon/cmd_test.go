@@ -10,6 +10,9 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/rs/zerolog"
+
+	"github.com/sightd/sightd/daemon/config"
 	"github.com/sightd/sightd/quant/modelgen/demo"
 	"github.com/sightd/sightd/quant/modelgen/demo/demotest"
 	"github.com/sightd/sightd/quant/tflite"
@@ -261,5 +264,22 @@ func TestBenchCommand(t *testing.T) {
 	}
 	if _, err := run(t, "bench", "--bundle", demoBundle(t), "--source", "rtmp://nowhere/x"); err == nil {
 		t.Error("a bad source was accepted")
+	}
+}
+
+func TestComponentLogLevels(t *testing.T) {
+	var buf bytes.Buffer
+	root := zerolog.New(&buf).Level(zerolog.InfoLevel)
+	cfg := config.Log{Level: "info", Levels: map[string]string{"camera": "debug", "mqtt": "error"}}
+	cam, mq, st := componentLogger(root, cfg, "camera"), componentLogger(root, cfg, "mqtt"), componentLogger(root, cfg, "store")
+	cam.Debug().Msg("camera-debug")
+	mq.Warn().Msg("mqtt-warn")
+	st.Debug().Msg("store-debug")
+	st.Info().Msg("store-info")
+	out := buf.String()
+	for word, want := range map[string]bool{"camera-debug": true, "mqtt-warn": false, "store-debug": false, "store-info": true} {
+		if strings.Contains(out, word) != want {
+			t.Errorf("%s logged: %v, want %v\n%s", word, !want, want, out)
+		}
 	}
 }

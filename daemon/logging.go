@@ -32,3 +32,13 @@ func newLogger(w io.Writer, cfg config.Log) zerolog.Logger {
 }
 
 func isTerminal(f *os.File) bool { return isatty.IsTerminal(f.Fd()) }
+
+// componentLogger is log with the level log.levels sets for component, if any.
+func componentLogger(log zerolog.Logger, cfg config.Log, component string) zerolog.Logger {
+	if s, ok := cfg.Levels[component]; ok {
+		if lvl, err := zerolog.ParseLevel(s); err == nil {
+			return log.Level(lvl)
+		}
+	}
+	return log
+}

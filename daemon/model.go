@@ -106,7 +106,7 @@ func (d *daemon) probeAccelerators(towers *encoder.Towers) {
 // is embedded with it and every camera has its new encoder; a failure at any
 // step leaves the old model as it was.
 func (d *daemon) swapModel(ctx context.Context, path string) error {
-	nm, err := loadModel(path, d.rt, d.log.With().Str("component", "model").Logger())
+	nm, err := loadModel(path, d.rt, d.logFor("model").With().Str("component", "model").Logger())
 	if err != nil {
 		return fmt.Errorf("model swap refused, the running model stays: %w", err)
 	}

@@ -17,7 +17,7 @@ func (d *daemon) openMQTT() error {
 	if cfg.Broker == "" {
 		return nil
 	}
-	log := d.log // the mqtt package names its component
+	log := d.logFor("mqtt") // the mqtt package names its component
 	if cfg.EmbeddedBroker.Listen != "" {
 		b, err := mqtt.StartBroker(cfg, log)
 		if err != nil {

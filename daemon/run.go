@@ -105,7 +105,7 @@ type swapRequest struct {
 
 func runDaemon(ctx context.Context, cfg *config.Config, log zerolog.Logger, ctl controls) (err error) {
 	d := &daemon{cfg: cfg, log: log, metrics: api.NewMetrics()}
-	mlog := log.With().Str("component", "model").Logger()
+	mlog := componentLogger(log, cfg.Log, "model").With().Str("component", "model").Logger()
 	d.rt = runtimeOptions(cfg.Model, &mlog)
 	defer d.close()
 	if err := d.open(ctx); err != nil {
@@ -113,7 +113,7 @@ func runDaemon(ctx context.Context, cfg *config.Config, log zerolog.Logger, ctl 
 	}
 	runCtx, stop := context.WithCancel(ctx)
 	defer stop()
-	wd, err := systemd.NewWatchdog(log.With().Str("component", "watchdog").Logger())
+	wd, err := systemd.NewWatchdog(d.logFor("watchdog").With().Str("component", "watchdog").Logger())
 	if err != nil {
 		return err
 	}
@@ -202,11 +202,11 @@ func waitOrDeadline(ctx context.Context, wg *sync.WaitGroup, log zerolog.Logger)
 // only bad configuration, the store and the model are fatal.
 func (d *daemon) open(ctx context.Context) error {
 	var err error
-	d.st, err = store.Open(ctx, d.cfg.Store, d.log.With().Str("component", "store").Logger())
+	d.st, err = store.Open(ctx, d.cfg.Store, d.logFor("store").With().Str("component", "store").Logger())
 	if err != nil {
 		return err
 	}
-	mlog := d.log.With().Str("component", "model").Logger()
+	mlog := d.logFor("model").With().Str("component", "model").Logger()
 	if d.model, err = loadModel(d.cfg.Model.Bundle, d.rt, mlog); err != nil {
 		return err
 	}
@@ -249,7 +249,7 @@ func (d *daemon) open(ctx context.Context) error {
 }
 
 func (d *daemon) openCamera(ctx context.Context, cc camera.Config, set *rules.Set) (*pipeline.Pipeline, error) {
-	log := d.log // camera.Open and the pipeline name their component and camera
+	log := d.logFor("camera") // camera.Open and the pipeline name their component and camera
 	src, err := camera.Open(ctx, cc, log)
 	if err != nil {
 		return nil, err
@@ -314,6 +314,11 @@ func camerasKnown(known map[string]bool, r *rules.Rule) bool {
 	return true
 }
 
+// logFor is the daemon's logger at the level log.levels sets for component.
+func (d *daemon) logFor(component string) zerolog.Logger {
+	return componentLogger(d.log, d.cfg.Log, component)
+}
+
 // health is every component's state for /healthz.
 func (d *daemon) health(ctx context.Context) []api.Check {
 	var checks []api.Check
@@ -376,7 +381,7 @@ func (d *daemon) serveHTTP(ctx context.Context) (*http.Server, error) {
 		cams[p.Name] = p
 	}
 	h := api.Handler(api.Config{Health: d.health, Cameras: cams, Rules: lockedRules{d}, CameraNames: d.cfg.CameraNames(),
-		OnRulesChanged: d.rulesChanged, Metrics: d.metrics.Registry, Log: d.log.With().Str("component", "api").Logger()})
+		OnRulesChanged: d.rulesChanged, Metrics: d.metrics.Registry, Log: d.logFor("api").With().Str("component", "api").Logger()})
 	ln, err := net.Listen("tcp", d.cfg.HTTP.Listen)
 	if err != nil {
 		return nil, fmt.Errorf("http.listen: %w", err)

@@ -79,7 +79,12 @@ type HTTP struct {
 type Log struct {
 	Level  string `yaml:"level"`  // trace, debug, info, warn, error
 	Format string `yaml:"format"` // auto (console on a terminal, JSON otherwise), json, console
+	// Levels overrides Level for single components, e.g. {camera: debug}.
+	Levels map[string]string `yaml:"levels"`
 }
+
+// LogComponents are the parts whose level log.levels can set.
+var LogComponents = []string{"api", "camera", "model", "mqtt", "store", "watchdog"}
 
 // Defaults is a configuration that works once a camera is added.
 func Defaults() Config {
@@ -295,6 +300,16 @@ func (c *Config) Validate() error {
 	case "trace", "debug", "info", "warn", "error":
 	default:
 		bad("log.level", "%q: want trace, debug, info, warn or error", c.Log.Level)
+	}
+	for comp, lvl := range c.Log.Levels {
+		if !slices.Contains(LogComponents, comp) {
+			bad("log.levels."+comp, "unknown component (want one of %s)", strings.Join(LogComponents, ", "))
+		}
+		switch lvl {
+		case "trace", "debug", "info", "warn", "error":
+		default:
+			bad("log.levels."+comp, "%q: want trace, debug, info, warn or error", lvl)
+		}
 	}
 	switch c.Log.Format {
 	case "auto", "json", "console":

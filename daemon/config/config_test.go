@@ -67,6 +67,8 @@ func TestBadConfigs(t *testing.T) {
 		{"bad device id", ok + "device: {id: Porch Pi}\n", `device.id: "Porch Pi"`},
 		{"bad listen", ok + "http: {listen: localhost}\n", `http.listen: "localhost"`},
 		{"bad log level", ok + "log: {level: loud}\n", `log.level: "loud"`},
+		{"bad component level", ok + "log: {levels: {camera: loud}}\n", `log.levels.camera: "loud"`},
+		{"unknown log component", ok + "log: {levels: {gpu: debug}}\n", `log.levels.gpu: unknown component`},
 		{"bad mqtt broker", ok + "mqtt: {broker: \"http://x:1\"}\n", `mqtt.broker: unsupported scheme "http"`},
 		{"bad duration", ok + "store: {detection_ttl: forever}\n", "forever"},
 		{"not yaml", "model: [\n", "did not find expected"},

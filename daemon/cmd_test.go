@@ -247,6 +247,19 @@ func TestConfigCheckCommand(t *testing.T) {
 			t.Errorf("error lacks %q:\n%v", want, err)
 		}
 	}
+	// sightd run refuses the same file with the same exit status, starting nothing.
+	for _, body := range []string{
+		"model: {threads: 0}\n",
+		"model: {bundle: /b}\ncameras: [{name: a, source: x.mp4, width: 0}]\n",
+		"model: {bundle: /b}\nrules: [{id: r, prompts: [x], cameras: [attic]}]\n",
+		"model: {bundle: /b}\nmqtt: {broker: \"http://x:1\"}\n",
+		"model: {bundle: /b}\nunknown: 1\n",
+	} {
+		os.WriteFile(bad, []byte(body), 0o644)
+		if _, err := run(t, "run", "-c", bad); !errors.As(err, &ee) || ee.code != 2 {
+			t.Errorf("run with %q: %v, want exit code 2", body, err)
+		}
+	}
 	if _, err := run(t, "config", "check", "-c", filepath.Join(t.TempDir(), "none.yml")); err == nil || errors.As(err, &ee) {
 		t.Fatalf("missing file: %v (want an error, not exit code 2)", err)
 	}

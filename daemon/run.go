@@ -120,6 +120,11 @@ func runDaemon(ctx context.Context, cfg *config.Config, log zerolog.Logger, ctl 
 	for _, p := range d.pipes {
 		p.Heartbeat = wd.Register("camera/" + p.Name)
 	}
+	// The API first: a port in use fails the start before any camera runs.
+	srv, err := d.serveHTTP(runCtx)
+	if err != nil {
+		return err
+	}
 	go d.watchParts(runCtx, wd)
 	go wd.Run(runCtx)
 	var wg sync.WaitGroup
@@ -132,10 +137,6 @@ func runDaemon(ctx context.Context, cfg *config.Config, log zerolog.Logger, ctl 
 				errs <- err
 			}
 		}()
-	}
-	srv, err := d.serveHTTP(runCtx)
-	if err != nil {
-		return err
 	}
 	// MQTT outlives the cameras on the way down, so that the last events and
 	// "stopped" still go out.

@@ -16,7 +16,6 @@ import (
 	"github.com/sightd/sightd/camera"
 	"github.com/sightd/sightd/daemon/pipeline"
 	"github.com/sightd/sightd/daemon/rules"
-	"github.com/sightd/sightd/quant"
 )
 
 func newBenchCmd() *cobra.Command {
@@ -79,11 +78,7 @@ func runBench(ctx context.Context, w io.Writer, bundlePath string, cc camera.Con
 	for i, p := range prompts {
 		r := &rules.Rule{ID: fmt.Sprintf("bench-%d", i), Prompts: []string{p}}
 		r.Defaults()
-		c, err := rules.Embed(text, r, nil)
-		if err != nil {
-			return err
-		}
-		cr, err := rules.Compile(r, c)
+		cr, err := rules.CompileRule(text, r, nil)
 		if err != nil {
 			return err
 		}
@@ -93,13 +88,7 @@ func runBench(ctx context.Context, w io.Writer, bundlePath string, cc camera.Con
 	if err != nil {
 		return err
 	}
-	qb := make([]quant.Vector, len(bgs))
-	for i, b := range bgs {
-		if qb[i], err = quant.Quantize(b); err != nil {
-			return err
-		}
-	}
-	set, err := rules.NewSet(m.Version, m.LogitScale, text.Dim(), compiled, qb)
+	set, err := rules.NewSet(m.Version, m.LogitScale, text.Dim(), compiled, bgs)
 	if err != nil {
 		return err
 	}

@@ -56,9 +56,11 @@ func loadModel(path string, rt tflite.Options, log zerolog.Logger) (_ *model, er
 
 func (m *model) manifest() *bundle.Manifest { return m.towers.Manifest() }
 
-func (m *model) rulesModel() rules.Model {
+// rulesModel is m as the rules see it, with the configured backgrounds.
+func (d *daemon) rulesModel(m *model) rules.Model {
 	man := m.manifest()
-	return rules.Model{Version: man.Version, LogitScale: man.LogitScale, Text: m.text}
+	return rules.Model{Version: man.Version, LogitScale: man.LogitScale, Text: m.text,
+		Backgrounds: d.cfg.Calibration.Backgrounds}
 }
 
 // close frees the model; it fails (and keeps what is still used) while an
@@ -127,12 +129,12 @@ func (d *daemon) swapModel(ctx context.Context, path string) error {
 	}
 	d.rulesMu.Lock()
 	defer d.rulesMu.Unlock()
-	if err := d.mgr.Reembed(ctx, nm.rulesModel()); err != nil {
+	if err := d.mgr.Reembed(ctx, d.rulesModel(nm)); err != nil {
 		return fail(err)
 	}
 	set, err := d.mgr.Set(ctx)
 	if err != nil {
-		d.mgr.Reembed(ctx, d.model.rulesModel()) // back to the old vectors, still stored
+		d.mgr.Reembed(ctx, d.rulesModel(d.model)) // back to the old vectors, still stored
 		return fail(err)
 	}
 	for i, p := range d.pipes {

@@ -19,7 +19,6 @@ import (
 
 	"github.com/sightd/sightd/camera"
 	"github.com/sightd/sightd/daemon/rules"
-	"github.com/sightd/sightd/quant"
 	"github.com/sightd/sightd/quant/encoder"
 	"github.com/sightd/sightd/store"
 )
@@ -365,11 +364,7 @@ func testSet(ctx context.Context, env *ruleEnv, r *rules.Rule) (*rules.Set, erro
 		}
 		refs = append(refs, v)
 	}
-	c, err := rules.Embed(env.text, r, refs)
-	if err != nil {
-		return nil, err
-	}
-	compiled, err := rules.Compile(r, c)
+	compiled, err := rules.CompileRule(env.text, r, refs)
 	if err != nil {
 		return nil, err
 	}
@@ -377,14 +372,8 @@ func testSet(ctx context.Context, env *ruleEnv, r *rules.Rule) (*rules.Set, erro
 	if err != nil {
 		return nil, err
 	}
-	qbgs := make([]quant.Vector, len(bgs))
-	for i, b := range bgs {
-		if qbgs[i], err = quant.Quantize(b); err != nil {
-			return nil, err
-		}
-	}
 	m := env.towers.Manifest()
-	return rules.NewSet(m.Version, m.LogitScale, env.text.Dim(), []*rules.Compiled{compiled}, qbgs)
+	return rules.NewSet(m.Version, m.LogitScale, env.text.Dim(), []*rules.Compiled{compiled}, bgs)
 }
 
 func explainImage(w io.Writer, env *ruleEnv, set *rules.Set, regCfg camera.RegionsConfig, path string) error {

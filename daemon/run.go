@@ -212,7 +212,7 @@ func (d *daemon) open(ctx context.Context) error {
 		return err
 	}
 	d.probeAccelerators(d.model.towers)
-	model := d.model.rulesModel()
+	model := d.rulesModel(d.model)
 	if d.mgr, err = rules.NewManager(d.st, model, d.cfg.CameraNames()); err != nil {
 		return err
 	}

@@ -12,7 +12,6 @@ import (
 
 	"github.com/sightd/sightd/camera"
 	"github.com/sightd/sightd/daemon/rules"
-	"github.com/sightd/sightd/quant"
 	"github.com/sightd/sightd/quant/encoder"
 	"github.com/sightd/sightd/quant/modelgen/demo/demotest"
 	"github.com/sightd/sightd/quant/tflite"
@@ -51,11 +50,7 @@ func ruleSet(t *testing.T, tw *encoder.Towers, v int64, rs ...*rules.Rule) *rule
 	var compiled []*rules.Compiled
 	for _, r := range rs {
 		r.Defaults()
-		c, err := rules.Embed(text, r, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		cc, err := rules.Compile(r, c)
+		cc, err := rules.CompileRule(text, r, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -65,12 +60,7 @@ func ruleSet(t *testing.T, tw *encoder.Towers, v int64, rs ...*rules.Rule) *rule
 	if err != nil {
 		t.Fatal(err)
 	}
-	var qb []quant.Vector
-	for _, b := range bgs {
-		q, _ := quant.Quantize(b)
-		qb = append(qb, q)
-	}
-	set, err := rules.NewSet(v, tw.Manifest().LogitScale, text.Dim(), compiled, qb)
+	set, err := rules.NewSet(v, tw.Manifest().LogitScale, text.Dim(), compiled, bgs)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -8,7 +8,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/sightd/sightd/quant"
 	"github.com/sightd/sightd/quant/encoder"
 	"github.com/sightd/sightd/quant/modelgen/demo/demotest"
 )
@@ -76,7 +75,7 @@ func TestCalibrationBeatsFixedCutoff(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	set, err := NewSet(1, d.towers.Manifest().LogitScale, d.text.Dim(), []*Compiled{compiled}, quantizeAll(t, bgs))
+	set, err := NewSet(1, d.towers.Manifest().LogitScale, d.text.Dim(), []*Compiled{compiled}, bgs)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -151,17 +150,4 @@ func TestNegativesSeparateLookAlikes(t *testing.T) {
 			t.Errorf("%s: calibrated %.3f, margin %.3f", tc.photo, p, margin)
 		}
 	}
-}
-
-func quantizeAll(t *testing.T, vs [][]float32) []quant.Vector {
-	t.Helper()
-	out := make([]quant.Vector, len(vs))
-	for i, v := range vs {
-		q, err := quant.Quantize(v)
-		if err != nil {
-			t.Fatal(err)
-		}
-		out[i] = q
-	}
-	return out
 }

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"strings"
 
+	"github.com/sightd/sightd/quant"
 	"github.com/sightd/sightd/quant/encoder"
 )
 
@@ -92,15 +93,29 @@ func Embed(enc TextEncoder, r *Rule, refs [][]float32) (*Concept, error) {
 	return c, nil
 }
 
-// Backgrounds embeds the shared background prompts.
-func Backgrounds(enc TextEncoder, prompts []string) ([][]float32, error) {
-	out := make([][]float32, 0, len(prompts))
+// Backgrounds embeds the shared background prompts, quantised for matching.
+func Backgrounds(enc TextEncoder, prompts []string) ([]quant.Vector, error) {
+	out := make([]quant.Vector, 0, len(prompts))
 	for _, p := range prompts {
 		v, err := ensemble(enc, []string{p}, DefaultTemplates)
 		if err != nil {
 			return nil, fmt.Errorf("background: %w", err)
 		}
-		out = append(out, v)
+		q, err := quant.Quantize(v)
+		if err != nil {
+			return nil, fmt.Errorf("background %q: %w", p, err)
+		}
+		out = append(out, q)
 	}
 	return out, nil
+}
+
+// CompileRule embeds a rule with the text encoder (and its reference
+// images' embeddings, if any) and quantises it for matching.
+func CompileRule(enc TextEncoder, r *Rule, refs [][]float32) (*Compiled, error) {
+	c, err := Embed(enc, r, refs)
+	if err != nil {
+		return nil, err
+	}
+	return Compile(r, c)
 }

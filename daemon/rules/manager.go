@@ -23,6 +23,8 @@ type Model struct {
 	LogitScale float64
 	Text       TextEncoder
 	Image      ImageEncoder // for reference images; nil refuses rules that have them
+	// Backgrounds are the shared background prompts; DefaultBackgrounds when empty.
+	Backgrounds []string
 }
 
 // Vector names in the store.
@@ -53,18 +55,15 @@ func NewManager(st *store.Store, model Model, cameras map[string]bool) (*Manager
 }
 
 func (m *Manager) setModel(model Model) error {
-	bgs, err := Backgrounds(model.Text, DefaultBackgrounds)
+	prompts := model.Backgrounds
+	if len(prompts) == 0 {
+		prompts = DefaultBackgrounds
+	}
+	bgs, err := Backgrounds(model.Text, prompts)
 	if err != nil {
 		return err
 	}
-	m.backgrounds = m.backgrounds[:0]
-	for _, b := range bgs {
-		v, err := quant.Quantize(b)
-		if err != nil {
-			return err
-		}
-		m.backgrounds = append(m.backgrounds, v)
-	}
+	m.backgrounds = bgs
 	m.model = model
 	return nil
 }
@@ -86,11 +85,7 @@ func (m *Manager) compile(ctx context.Context, r *Rule) (*Compiled, error) {
 		}
 		refs = append(refs, v)
 	}
-	c, err := Embed(m.model.Text, r, refs)
-	if err != nil {
-		return nil, err
-	}
-	return Compile(r, c)
+	return CompileRule(m.model.Text, r, refs)
 }
 
 func storeVectors(version int64, c *Compiled) []store.Vector {

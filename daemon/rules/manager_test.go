@@ -140,3 +140,36 @@ type failingText struct{ dim int }
 
 func (f failingText) Encode(string, []float32) error { return errors.New("tower broken") }
 func (f failingText) Dim() int                       { return f.dim }
+
+// The configured background prompts are what rules are calibrated against:
+// a background that says the same as the rule takes its certainty away.
+func TestManagerBackgrounds(t *testing.T) {
+	ctx := context.Background()
+	d := loadDemo(t)
+	photo := d.photo(t, "orange.jpg")
+	calibrated := func(bgs []string) float64 {
+		t.Helper()
+		model := d.model(1)
+		model.Backgrounds = bgs
+		m, err := NewManager(openStore(t), model, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := m.Put(ctx, &Rule{ID: "orange", Prompts: []string{"something orange"}}); err != nil {
+			t.Fatal(err)
+		}
+		set, err := m.Set(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		s, err := set.Explain(0, photo, 1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s[0].Calibrated
+	}
+	def, same := calibrated(nil), calibrated([]string{"an orange scene"})
+	if !(def > 0.99 && same <= 0.5) {
+		t.Fatalf("calibrated score with the default backgrounds %.3f, with an orange background %.3f", def, same)
+	}
+}

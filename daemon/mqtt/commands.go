@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/url"
 	"strings"
 
 	"github.com/sightd/sightd/daemon/rules"
@@ -27,11 +28,12 @@ type Snapshotter interface {
 	Snapshot(ctx context.Context, camera string) ([]byte, error)
 }
 
-// Installer starts installing a model bundle (OTA); version 0 means the
-// newest known. It returns once the update is under way: progress goes to
-// the model/state topic.
+// Installer starts installing a model bundle (OTA) from url, which must
+// hold exactly version (0: whatever version it holds); an empty url means
+// the configured index's newest entry. It returns once the update is under
+// way: progress goes to the model/state topic.
 type Installer interface {
-	Install(ctx context.Context, version int64) error
+	Install(ctx context.Context, url string, version int64) error
 }
 
 // ErrNotAvailable answers commands whose handler this build or
@@ -58,6 +60,7 @@ type command struct {
 	rule      *rules.Rule // rule/set
 	ruleID    string      // rule/delete
 	version   int64       // model/install
+	url       string      // model/install
 	camera    string      // snapshot request
 }
 
@@ -89,6 +92,7 @@ func parseCommand(t Topics, topic string, payload []byte, maxBytes int, cameras 
 		Rule      json.RawMessage `json:"rule"`    // rule/set
 		ID        *string         `json:"id"`      // rule/delete
 		Version   int64           `json:"version"` // model/install
+		URL       string          `json:"url"`     // model/install
 	}
 	switch p := bytes.TrimSpace(payload); {
 	case len(p) == 0 && (cmd.kind == cmdSnapshot || cmd.kind == cmdModelInstall):
@@ -113,7 +117,7 @@ func parseCommand(t Topics, topic string, payload []byte, maxBytes int, cameras 
 	}
 	switch cmd.kind {
 	case cmdRuleSet:
-		if err := errors.Join(extra("id", env.ID != nil), extra("version", env.Version != 0)); err != nil {
+		if err := errors.Join(extra("id", env.ID != nil), extra("version", env.Version != 0), extra("url", env.URL != "")); err != nil {
 			return cmd, true, err
 		}
 		if len(env.Rule) == 0 || string(env.Rule) == "null" {
@@ -125,7 +129,7 @@ func parseCommand(t Topics, topic string, payload []byte, maxBytes int, cameras 
 		}
 		cmd.rule = r
 	case cmdRuleDelete:
-		if err := errors.Join(extra("rule", env.Rule != nil), extra("version", env.Version != 0)); err != nil {
+		if err := errors.Join(extra("rule", env.Rule != nil), extra("version", env.Version != 0), extra("url", env.URL != "")); err != nil {
 			return cmd, true, err
 		}
 		if env.ID == nil {
@@ -142,9 +146,15 @@ func parseCommand(t Topics, topic string, payload []byte, maxBytes int, cameras 
 		if env.Version < 0 {
 			return cmd, true, fmt.Errorf("%w: version %d", errCommand, env.Version)
 		}
-		cmd.version = env.Version
+		if env.URL != "" {
+			u, err := url.Parse(env.URL)
+			if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+				return cmd, true, fmt.Errorf("%w: url: want an http(s) URL", errCommand)
+			}
+		}
+		cmd.version, cmd.url = env.Version, env.URL
 	case cmdSnapshot:
-		if err := errors.Join(extra("rule", env.Rule != nil), extra("id", env.ID != nil), extra("version", env.Version != 0)); err != nil {
+		if err := errors.Join(extra("rule", env.Rule != nil), extra("id", env.ID != nil), extra("version", env.Version != 0), extra("url", env.URL != "")); err != nil {
 			return cmd, true, err
 		}
 		if !cameras[cmd.camera] {
@@ -210,7 +220,7 @@ func (h *handlers) run(ctx context.Context, cmd command) reply {
 		if h.installer == nil {
 			err = fmt.Errorf("model install: %w (no OTA in this build)", ErrNotAvailable)
 		} else {
-			err = h.installer.Install(ctx, cmd.version)
+			err = h.installer.Install(ctx, cmd.url, cmd.version)
 		}
 	case cmdSnapshot:
 		rep.Camera = cmd.camera

@@ -27,6 +27,7 @@ func TestParseCommand(t *testing.T) {
 		{"rule delete", tp.RuleDelete(), `{"id":"pkg"}`, command{kind: cmdRuleDelete, ruleID: "pkg"}, ""},
 		{"install from Home Assistant", tp.ModelInstall(), `install`, command{kind: cmdModelInstall}, ""},
 		{"install a version", tp.ModelInstall(), `{"version":7,"request_id":"x"}`, command{kind: cmdModelInstall, version: 7, requestID: "x"}, ""},
+		{"install from a url", tp.ModelInstall(), `{"version":8,"url":"https://updates.example/m/v8.tar"}`, command{kind: cmdModelInstall, version: 8, url: "https://updates.example/m/v8.tar"}, ""},
 		{"snapshot, bare", tp.SnapshotRequest("porch"), ``, command{kind: cmdSnapshot, camera: "porch"}, ""},
 		{"snapshot, with id", tp.SnapshotRequest("porch"), `{"request_id":"s"}`, command{kind: cmdSnapshot, camera: "porch", requestID: "s"}, ""},
 
@@ -46,6 +47,8 @@ func TestParseCommand(t *testing.T) {
 		{"rule threshold wrong type", tp.RuleSet(), `{"rule":{"id":"a","prompts":["x"],"threshold":"high"}}`, command{kind: cmdRuleSet}, "cannot unmarshal"},
 		{"oversized", tp.RuleSet(), `{"rule":` + strings.Repeat(" ", 1<<20) + `{}}`, command{kind: cmdRuleSet}, "above the limit"},
 		{"negative version", tp.ModelInstall(), `{"version":-1}`, command{kind: cmdModelInstall}, "version -1"},
+		{"file url", tp.ModelInstall(), `{"url":"file:///etc/passwd"}`, command{kind: cmdModelInstall}, "want an http(s) URL"},
+		{"url on a rule", tp.RuleDelete(), `{"id":"a","url":"http://x/"}`, command{kind: cmdRuleDelete}, `field "url" does not belong`},
 		{"unknown camera", tp.SnapshotRequest("attic"), ``, command{kind: cmdSnapshot, camera: "attic"}, `unknown camera "attic"`},
 		{"long request id", tp.ModelInstall(), `{"request_id":"` + strings.Repeat("x", 200) + `"}`, command{kind: cmdModelInstall}, "request_id longer"},
 	} {
@@ -58,7 +61,7 @@ func TestParseCommand(t *testing.T) {
 				t.Fatalf("error %v, want %q", err, tc.err)
 			}
 			if cmd.kind != tc.want.kind || cmd.requestID != tc.want.requestID || cmd.ruleID != tc.want.ruleID ||
-				cmd.version != tc.want.version || cmd.camera != tc.want.camera || cmd.topic != tc.topic {
+				cmd.version != tc.want.version || cmd.url != tc.want.url || cmd.camera != tc.want.camera || cmd.topic != tc.topic {
 				t.Errorf("got %+v", cmd)
 			}
 			if cmd.kind == cmdRuleSet && err == nil && (cmd.rule == nil || cmd.rule.ID != "pkg" || cmd.rule.Threshold == 0) {
@@ -286,12 +289,14 @@ func TestHandlersWithoutParts(t *testing.T) {
 			t.Errorf("%d: %+v", cmd.kind, rep)
 		}
 	}
-	h.installer = installerFunc(func(_ context.Context, v int64) error { return fmt.Errorf("version %d: no such bundle", v) })
-	if rep := h.run(context.Background(), command{kind: cmdModelInstall, version: 9}); rep.OK || rep.Error != "version 9: no such bundle" || rep.Version != 9 {
+	h.installer = installerFunc(func(_ context.Context, url string, v int64) error {
+		return fmt.Errorf("version %d from %q: no such bundle", v, url)
+	})
+	if rep := h.run(context.Background(), command{kind: cmdModelInstall, version: 9, url: "http://x/b.tar"}); rep.OK || rep.Error != `version 9 from "http://x/b.tar": no such bundle` || rep.Version != 9 {
 		t.Errorf("installer error: %+v", rep)
 	}
 }
 
-type installerFunc func(context.Context, int64) error
+type installerFunc func(context.Context, string, int64) error
 
-func (f installerFunc) Install(ctx context.Context, v int64) error { return f(ctx, v) }
+func (f installerFunc) Install(ctx context.Context, url string, v int64) error { return f(ctx, url, v) }

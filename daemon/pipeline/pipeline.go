@@ -65,6 +65,9 @@ type Model struct {
 // Stats are the pipeline's counters, safe to read from other goroutines.
 type Stats struct {
 	Frames, Gated, Encoded, Regions, Events atomic.Uint64
+	// EncodeErrors counts frames the encoder failed on (an error, or a
+	// vector that is zero or not finite): skipped, not fatal.
+	EncodeErrors atomic.Uint64
 	// EncodeNanos is the total time spent encoding regions; MatchNanos
 	// the time matching them against the rules and deciding.
 	EncodeNanos, MatchNanos atomic.Int64
@@ -80,6 +83,9 @@ type Pipeline struct {
 	// OnEncode, when set before Run, is told how long each frame's
 	// encoding took (a latency histogram).
 	OnEncode func(time.Duration)
+	// OnResult, when set before Run, is told whether each encoding
+	// succeeded: the evidence a model update's trial counts.
+	OnResult func(ok bool)
 	// Heartbeat, when set before Run, is ticked on every turn of the loop
 	// (frames and outages alike): the watchdog's evidence of life. Done
 	// tells it the loop ended on purpose (stopped, or a file came to its end).
@@ -247,9 +253,21 @@ func (p *Pipeline) handle(ctx context.Context, f camera.Frame) error {
 	vecs := p.vecs[:n*dim]
 	start := time.Now()
 	if err := p.enc.Encode(f.Mat, p.rects, vecs); err != nil {
-		return fmt.Errorf("encode: %w", err)
+		// A model that fails on some frames must not stop the camera: the
+		// frame is skipped, counted and, during an update's trial, held
+		// against the new model.
+		if n := p.Stats.EncodeErrors.Add(1); n&(n-1) == 0 { // 1st, 2nd, 4th, ...: the log stays readable
+			p.log.Error().Err(err).Uint64("failures", n).Msg("frame not encoded")
+		}
+		if p.OnResult != nil {
+			p.OnResult(false)
+		}
+		return nil
 	}
 	took := time.Since(start)
+	if p.OnResult != nil {
+		p.OnResult(true)
+	}
 	p.Stats.EncodeNanos.Add(int64(took))
 	if p.OnEncode != nil {
 		p.OnEncode(took)

@@ -2,6 +2,8 @@ package pipeline
 
 import (
 	"context"
+	"errors"
+	"image"
 	"os"
 	"path/filepath"
 	"sync"
@@ -9,6 +11,7 @@ import (
 	"time"
 
 	"github.com/rs/zerolog"
+	"gocv.io/x/gocv"
 
 	"github.com/sightd/sightd/camera"
 	"github.com/sightd/sightd/daemon/rules"
@@ -210,5 +213,64 @@ func TestPipelineMissingCamera(t *testing.T) {
 	}
 	if p.Stats.LastProgress.Load() == 0 {
 		t.Fatal("no progress recorded while waiting for the camera")
+	}
+}
+
+// failingEncoder wraps a real encoder and fails every other frame, as a
+// broken model update might.
+type failingEncoder struct {
+	Encoder
+	calls int
+}
+
+func (f *failingEncoder) Encode(frame gocv.Mat, regions []image.Rectangle, dst []float32) error {
+	f.calls++
+	if f.calls%2 == 0 {
+		return errors.New("embedding 0 is zero or not finite")
+	}
+	return f.Encoder.Encode(frame, regions, dst)
+}
+
+// A frame the encoder fails on is skipped and counted, and the camera keeps
+// running: OnResult hears every outcome.
+func TestEncodeFailuresAreNotFatal(t *testing.T) {
+	tw := demotest.Towers(t)
+	cfg := camera.Defaults()
+	cfg.Name = "street"
+	cfg.Source = vtest(t)
+	cfg.Fast = true
+	ctx := context.Background()
+	src, err := camera.Open(ctx, cfg, zerolog.Nop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	enc, err := tw.NewImage(tflite.Options{XNNPACK: true, Threads: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	fe := &failingEncoder{Encoder: enc}
+	p, err := New(cfg, src, fe, ruleSet(t, tw, 1, &rules.Rule{ID: "dark", Prompts: []string{"something dark"}}), &recorder{}, zerolog.Nop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ok, failed int
+	p.OnResult = func(good bool) {
+		if good {
+			ok++
+		} else {
+			failed++
+		}
+	}
+	if err := p.Run(ctx); err != nil {
+		t.Fatalf("the pipeline stopped: %v", err)
+	}
+	if n := p.Stats.Frames.Load(); n != 795 {
+		t.Errorf("frames %d, want all 795", n)
+	}
+	if fe.calls < 100 || failed != fe.calls/2 || ok != fe.calls-failed {
+		t.Errorf("%d encodings: %d ok, %d failed reported", fe.calls, ok, failed)
+	}
+	if got := p.Stats.EncodeErrors.Load(); got != uint64(failed) || p.Stats.Encoded.Load() != uint64(ok) {
+		t.Errorf("stats: %d errors, %d encoded; reported %d failed, %d ok", got, p.Stats.Encoded.Load(), failed, ok)
 	}
 }

@@ -74,7 +74,7 @@ func TestTokenizeCommand(t *testing.T) {
 // demoBundle writes the generated demo bundle into a temporary directory.
 func demoBundle(t *testing.T) string { return demotest.Dir(t) }
 
-func opencvPhoto(t *testing.T, name string) string {
+func opencvPhoto(t testing.TB, name string) string {
 	t.Helper()
 	dir := os.Getenv("SIGHTD_OPENCV_DATA")
 	if dir == "" {

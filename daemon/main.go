@@ -32,6 +32,7 @@ func newRootCmd() *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(newVersionCmd(), newEncodeCmd(), newSimilarityCmd(), newTokenizeCmd(), newCameraCmd(), newRuleCmd(), newConfigCmd(), newRunCmd(), newBenchCmd())
+	root.AddCommand(newVersionCmd(), newEncodeCmd(), newSimilarityCmd(), newTokenizeCmd(), newCameraCmd(), newRuleCmd(), newConfigCmd(), newRunCmd(), newBenchCmd(), newModelCmd())
+	root.AddCommand(newBundleCmd())
 	return root
 }

@@ -8,7 +8,6 @@ import (
 
 	"github.com/rs/zerolog"
 
-	"github.com/sightd/sightd/daemon/pipeline"
 	"github.com/sightd/sightd/daemon/rules"
 	"github.com/sightd/sightd/quant/bundle"
 	"github.com/sightd/sightd/quant/encoder"
@@ -108,47 +107,13 @@ func (d *daemon) probeAccelerators(towers *encoder.Towers) {
 // is embedded with it and every camera has its new encoder; a failure at any
 // step leaves the old model as it was.
 func (d *daemon) swapModel(ctx context.Context, path string) error {
-	nm, err := loadModel(path, d.rt, d.logFor("model").With().Str("component", "model").Logger())
+	p, err := otaTarget{d}.Prepare(ctx, path, nil)
+	if err == nil {
+		err = p.Activate(ctx)
+	}
 	if err != nil {
 		return fmt.Errorf("model swap refused, the running model stays: %w", err)
 	}
-	encs := make([]*encoder.Image, 0, len(d.pipes))
-	fail := func(err error) error {
-		for _, e := range encs {
-			e.Close()
-		}
-		nm.close()
-		return fmt.Errorf("model swap refused, the running model stays: %w", err)
-	}
-	for range d.pipes {
-		e, err := nm.towers.NewImage(d.rt)
-		if err != nil {
-			return fail(err)
-		}
-		encs = append(encs, e)
-	}
-	d.rulesMu.Lock()
-	defer d.rulesMu.Unlock()
-	if err := d.mgr.Reembed(ctx, d.rulesModel(nm)); err != nil {
-		return fail(err)
-	}
-	set, err := d.mgr.Set(ctx)
-	if err != nil {
-		d.mgr.Reembed(ctx, d.rulesModel(d.model)) // back to the old vectors, still stored
-		return fail(err)
-	}
-	for i, p := range d.pipes {
-		if err := p.SwapModel(&pipeline.Model{Encoder: encs[i], Rules: set}); err != nil {
-			return fail(err) // only a dimension mismatch, before any pipeline took it
-		}
-	}
-	// The old model's interpreters close as each pipeline takes its next
-	// frame; its weights are freed once they all have.
-	d.retired = append(d.retired, d.model)
-	d.model = nm
-	d.closeRetired()
-	man := nm.manifest()
-	d.log.Info().Str("model", man.Name).Int64("version", man.Version).Msg("model swapped in")
 	return nil
 }
 

@@ -31,11 +31,15 @@ func (d *daemon) openMQTT() error {
 		cams[i] = p.Name
 		snaps[p.Name] = p
 	}
-	c, err := mqtt.New(cfg, mqtt.Options{
+	opts := mqtt.Options{
 		Device: mqtt.Device{ID: d.cfg.Device.ID, Name: d.cfg.Device.Name, Model: d.model.manifest().Name,
 			Version: version.Version},
 		Outbox: d.st, Rules: mqttRules{d}, Cameras: cams, Snapshots: snaps,
-	}, log)
+	}
+	if d.updater != nil {
+		opts.Installer = installer{d}
+	}
+	c, err := mqtt.New(cfg, opts, log)
 	if err != nil {
 		return err
 	}

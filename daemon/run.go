@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/signal"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -21,6 +22,7 @@ import (
 	"github.com/sightd/sightd/daemon/mqtt"
 	"github.com/sightd/sightd/daemon/pipeline"
 	"github.com/sightd/sightd/daemon/rules"
+	"github.com/sightd/sightd/ota"
 	"github.com/sightd/sightd/quant/tflite"
 	"github.com/sightd/sightd/store"
 	"github.com/sightd/sightd/systemd"
@@ -72,6 +74,15 @@ type daemon struct {
 
 	rulesMu sync.Mutex // serialises rule and model changes (API, MQTT, SIGHUP, swaps)
 	mgr     *rules.Manager
+	running atomic.Int64 // the running model's version, read without the lock
+
+	// OTA: nil models and updater when updates are off.
+	models      *ota.Models
+	updater     *ota.Updater
+	startEvents []ota.Event     // found while starting, published once MQTT runs
+	runCtx      context.Context // lives until shutdown begins
+	modelMu     sync.Mutex
+	modelTitle  string // the running bundle's name, for model/state
 
 	pipes  []*pipeline.Pipeline
 	mqtt   *mqtt.Client // nil when MQTT is off
@@ -113,12 +124,16 @@ func runDaemon(ctx context.Context, cfg *config.Config, log zerolog.Logger, ctl 
 	}
 	runCtx, stop := context.WithCancel(ctx)
 	defer stop()
+	d.runCtx = runCtx
 	wd, err := systemd.NewWatchdog(d.logFor("watchdog").With().Str("component", "watchdog").Logger())
 	if err != nil {
 		return err
 	}
 	for _, p := range d.pipes {
 		p.Heartbeat = wd.Register("camera/" + p.Name)
+		if d.updater != nil {
+			p.OnResult = func(ok bool) { d.updater.Frame(runCtx, ok) }
+		}
 	}
 	// The API first: a port in use fails the start before any camera runs.
 	srv, err := d.serveHTTP(runCtx)
@@ -148,6 +163,12 @@ func runDaemon(ctx context.Context, cfg *config.Config, log zerolog.Logger, ctl 
 		d.announce(runCtx)
 	} else {
 		close(mqttDone)
+	}
+	for _, e := range d.startEvents {
+		d.modelEvent(e)
+	}
+	if d.updater != nil {
+		go d.updater.Poll(runCtx)
 	}
 	man := d.model.manifest()
 	log.Info().Int("cameras", len(d.pipes)).Str("model", man.Name).Int64("version", man.Version).Msg("sightd running")
@@ -198,22 +219,20 @@ func waitOrDeadline(ctx context.Context, wg *sync.WaitGroup, log zerolog.Logger)
 	}
 }
 
-// open loads the store, the model (with its self-test), the rules and the
-// cameras. A camera that cannot be opened now is retried by its pipeline;
-// only bad configuration, the store and the model are fatal.
-func (d *daemon) open(ctx context.Context) error {
+// openModel opens the store, loads the active model (recovering the OTA
+// models directory first) and saves the file's rules: what the daemon and
+// offline model commands share.
+func (d *daemon) openModel(ctx context.Context) error {
 	var err error
 	d.st, err = store.Open(ctx, d.cfg.Store, d.logFor("store").With().Str("component", "store").Logger())
 	if err != nil {
 		return err
 	}
-	mlog := d.logFor("model").With().Str("component", "model").Logger()
-	if d.model, err = loadModel(d.cfg.Model.Bundle, d.rt, mlog); err != nil {
+	if err := d.loadActiveModel(ctx); err != nil {
 		return err
 	}
-	d.probeAccelerators(d.model.towers)
-	model := d.rulesModel(d.model)
-	if d.mgr, err = rules.NewManager(d.st, model, d.cfg.CameraNames()); err != nil {
+	d.modelTitle = d.model.manifest().Name
+	if d.mgr, err = rules.NewManager(d.st, d.rulesModel(d.model), d.cfg.CameraNames()); err != nil {
 		return err
 	}
 	// Rules in the file are saved (replacing their stored version); rules
@@ -223,6 +242,17 @@ func (d *daemon) open(ctx context.Context) error {
 			return fmt.Errorf("rule %s: %w", r.ID, err)
 		}
 	}
+	return nil
+}
+
+// open loads the store, the model (with its self-test), the rules and the
+// cameras. A camera that cannot be opened now is retried by its pipeline;
+// only bad configuration, the store and the model are fatal.
+func (d *daemon) open(ctx context.Context) error {
+	if err := d.openModel(ctx); err != nil {
+		return err
+	}
+	d.probeAccelerators(d.model.towers)
 	set, err := d.mgr.Set(ctx)
 	if err != nil {
 		return err
@@ -234,6 +264,9 @@ func (d *daemon) open(ctx context.Context) error {
 		}
 		d.pipes = append(d.pipes, p)
 		d.metrics.AddPipeline(p)
+	}
+	if d.updater, err = d.newUpdater(); err != nil {
+		return err
 	}
 	if err := d.openMQTT(); err != nil {
 		return err

@@ -43,6 +43,7 @@ func (m *Metrics) AddPipeline(p *pipeline.Pipeline) {
 	counter("sightd_frames_handled_total", "Frames the pipeline handled.", func() float64 { return float64(p.Stats.Frames.Load()) })
 	counter("sightd_frames_gated_total", "Frames the motion gate passed (motion or keyframe).", func() float64 { return float64(p.Stats.Gated.Load()) })
 	counter("sightd_frames_encoded_total", "Frames encoded.", func() float64 { return float64(p.Stats.Encoded.Load()) })
+	counter("sightd_encode_errors_total", "Frames the encoder failed on (skipped).", func() float64 { return float64(p.Stats.EncodeErrors.Load()) })
 	counter("sightd_regions_encoded_total", "Regions encoded.", func() float64 { return float64(p.Stats.Regions.Load()) })
 	counter("sightd_camera_outages_total", "Times the camera became unavailable.", func() float64 { return float64(p.SourceStats().Outages) })
 	m.Registry.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{

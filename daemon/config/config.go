@@ -22,6 +22,7 @@ import (
 	"github.com/sightd/sightd/camera"
 	"github.com/sightd/sightd/daemon/mqtt"
 	"github.com/sightd/sightd/daemon/rules"
+	"github.com/sightd/sightd/ota"
 	"github.com/sightd/sightd/store"
 )
 
@@ -41,8 +42,10 @@ type Config struct {
 	Store       store.Config `yaml:"store"`
 	// MQTT is the broker connection; an empty broker turns MQTT off.
 	MQTT mqtt.Config `yaml:"mqtt"`
-	HTTP HTTP        `yaml:"http"`
-	Log  Log         `yaml:"log"`
+	// OTA is signed model updates; no trusted keys turns them off.
+	OTA  ota.Config `yaml:"ota"`
+	HTTP HTTP       `yaml:"http"`
+	Log  Log        `yaml:"log"`
 }
 
 // Device names this sightd instance.
@@ -94,6 +97,7 @@ func Defaults() Config {
 		Calibration: Calibration{Backgrounds: append([]string(nil), rules.DefaultBackgrounds...)},
 		Store:       store.Defaults(),
 		MQTT:        mqtt.Defaults(),
+		OTA:         ota.Defaults(),
 		HTTP:        HTTP{Listen: "127.0.0.1:8080"},
 		Log:         Log{Level: "info", Format: "auto"},
 	}
@@ -289,6 +293,14 @@ func (c *Config) Validate() error {
 	if c.MQTT.Broker != "" {
 		if err := c.MQTT.Validate(); err != nil {
 			errs = append(errs, err)
+		}
+	}
+	if err := c.OTA.Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	for i, k := range c.OTA.TrustedKeys {
+		if _, err := ota.LoadKeyring([]string{k}); err != nil {
+			bad(fmt.Sprintf("ota.trusted_keys[%d]", i), "%v", err)
 		}
 	}
 	if c.HTTP.Listen != "" {

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"strconv"
+	"time"
 
 	"github.com/sightd/sightd/daemon/rules"
 	"github.com/sightd/sightd/store"
@@ -38,6 +39,10 @@ func (t Topics) CameraStatus(camera string) string { return t.Base + "/camera/" 
 
 // ModelState carries the model bundle's versions and update progress (JSON); retained.
 func (t Topics) ModelState() string { return t.Base + "/model/state" }
+
+// ModelEvent carries model update outcomes (JSON): installed, committed,
+// rolled_back, failed with the reason.
+func (t Topics) ModelEvent() string { return t.Base + "/model/event" }
 
 // Command topics; each is answered on the same topic + "/reply".
 func (t Topics) RuleSet() string      { return t.Base + "/rule/set" }
@@ -197,6 +202,35 @@ func ModelStateMessage(device string, s ModelState) (store.Message, error) {
 		return store.Message{}, err
 	}
 	return store.Message{Topic: NewTopics(device).ModelState(), Payload: b, QoS: 1, Retained: true}, nil
+}
+
+// ModelEvent is one model update outcome.
+type ModelEvent struct {
+	Kind    string    `json:"kind"` // installed, committed, rolled_back, failed
+	Version int64     `json:"version,omitempty"`
+	Step    string    `json:"step,omitempty"`   // where it failed
+	Reason  string    `json:"reason,omitempty"` // why it failed or rolled back
+	Time    time.Time `json:"time"`
+}
+
+// ModelEventMessage publishes an update outcome (QoS 1, not retained).
+func ModelEventMessage(device string, e ModelEvent) (store.Message, error) {
+	if err := checkIDs(device); err != nil {
+		return store.Message{}, err
+	}
+	switch e.Kind {
+	case "installed", "committed", "rolled_back", "failed":
+	default:
+		return store.Message{}, fmt.Errorf("mqtt: model event kind %q", e.Kind)
+	}
+	if e.Time.IsZero() {
+		e.Time = time.Now().UTC()
+	}
+	b, err := json.Marshal(e)
+	if err != nil {
+		return store.Message{}, err
+	}
+	return store.Message{Topic: NewTopics(device).ModelEvent(), Payload: b, QoS: 1}, nil
 }
 
 // clearMessage removes a retained message (an empty retained payload).

@@ -37,6 +37,10 @@ func TestMessages(t *testing.T) {
 		{"model updating", func() (store.Message, error) {
 			return ModelStateMessage("dev", ModelState{Installed: 3, Latest: 4, InProgress: true, Progress: 40})
 		}, "sightd/dev/model/state", true, `{"installed_version":"3","latest_version":"4","in_progress":true,"update_percentage":40}`},
+		{"model update failed", func() (store.Message, error) {
+			return ModelEventMessage("dev", ModelEvent{Kind: "failed", Version: 4, Step: "verify", Reason: "bad signature",
+				Time: time.Date(2026, 5, 1, 12, 0, 0, 0, time.UTC)})
+		}, "sightd/dev/model/event", false, `{"kind":"failed","version":4,"step":"verify","reason":"bad signature","time":"2026-05-01T12:00:00Z"}`},
 	} {
 		m, err := tc.make()
 		if err != nil {
@@ -58,6 +62,7 @@ func TestMessagesRefuse(t *testing.T) {
 		"detection without id":  func() error { d := det; d.ID = ""; _, err := EventMessage("dev", d); return err },
 		"detection with NaN":    func() error { d := det; d.Raw = math.NaN(); _, err := EventMessage("dev", d); return err },
 		"progress out of range": func() error { _, err := ModelStateMessage("dev", ModelState{Progress: 101}); return err },
+		"unknown model event":   func() error { _, err := ModelEventMessage("dev", ModelEvent{Kind: "exploded"}); return err },
 	} {
 		if f() == nil {
 			t.Errorf("%s: accepted", name)

@@ -9,12 +9,14 @@
 // manifest. Every problem found is reported at once, under ErrInvalid.
 //
 // In the tar form manifest.json must be the first file (directory entries may
-// come before it), so that a bundle can be checked while it streams: each
-// later entry must be a regular file named by the manifest, exactly as large
-// as the manifest says and hashed as it is written. Bundle.WriteTar writes
-// this form; with GNU tar, list manifest.json first:
+// come before it), so that a bundle can be checked while it streams. A
+// signed bundle has manifest.sig right after it (package ota checks it;
+// this package only carries it). Each later entry must be a regular file
+// named by the manifest, exactly as large as the manifest says and hashed
+// as it is written. Bundle.WriteTar writes this form; with GNU tar, list
+// manifest.json (and manifest.sig) first:
 //
-//	tar -C dir -czf bundle.tar.gz manifest.json image.tflite text.tflite vocab.txt.gz
+//	tar -C dir -czf bundle.tar.gz manifest.json manifest.sig image.tflite text.tflite vocab.txt.gz
 package bundle
 
 import (
@@ -201,8 +203,9 @@ func checkSum(nf namedFile, h hash.Hash) error {
 
 // Extract reads a bundle tar, gzip-compressed or not, from r into dir, which
 // must not exist or be empty, checking it as it streams (see the package
-// documentation). manifest.json is written last, so a directory left by a
-// failure is never a bundle; on failure Extract also removes what it wrote.
+// documentation), and writes manifest.sig, when the tar has one, unchecked.
+// manifest.json is written last, so a directory left by a failure is never a
+// bundle; on failure Extract also removes what it wrote.
 // The caller owns dir.
 func Extract(r io.Reader, dir string) (_ *Bundle, err error) {
 	abs, err := filepath.Abs(dir)
@@ -246,6 +249,8 @@ func extract(r io.Reader, root *os.Root) (*Manifest, error) {
 	var (
 		m        *Manifest
 		raw      []byte
+		sig      []byte
+		files    int // regular files read
 		want     map[string]namedFile
 		seen     = map[string]bool{}
 		dirs     []string
@@ -261,20 +266,17 @@ func extract(r io.Reader, root *os.Root) (*Manifest, error) {
 		if err != nil {
 			return nil, tarErr(err)
 		}
-		if n == maxEntries {
+		if n == MaxTarEntries {
 			// Headers cost no disk; without a cap a small gzip stream
 			// could feed us directory entries forever.
-			return nil, invalid(fmt.Errorf("tar: more than %d entries", maxEntries))
+			return nil, invalid(fmt.Errorf("tar: more than %d entries", MaxTarEntries))
 		}
 		if hdr.Typeflag == tar.TypeXGlobalHeader {
 			continue // pax comment, as git archive writes
 		}
-		name, ok := entryName(hdr.Name)
-		if !ok {
-			return nil, unsafeEn(hdr.Name, "path leaves the bundle directory")
-		}
-		if hdr.Typeflag != tar.TypeReg && hdr.Typeflag != tar.TypeDir {
-			return nil, unsafeEn(hdr.Name, "not a regular file or directory ("+typeName(hdr.Typeflag)+")")
+		name, err := CheckTarEntry(hdr)
+		if err != nil {
+			return nil, err
 		}
 		if name == "." {
 			continue
@@ -287,7 +289,22 @@ func extract(r io.Reader, root *os.Root) (*Manifest, error) {
 			dirs = append(dirs, name) // checked once the manifest is known
 			continue
 		}
+		files++
 
+		if name == SignatureName {
+			// Checked by package ota, which knows the trusted keys; kept
+			// so that the installed bundle can be checked again.
+			if files != 2 {
+				return nil, unsafeEn(hdr.Name, "must come right after "+ManifestName)
+			}
+			if hdr.Size > MaxSignatureSize {
+				return nil, invalid(fmt.Errorf("%s: %d bytes exceeds the limit of %d", SignatureName, hdr.Size, MaxSignatureSize))
+			}
+			if sig, err = io.ReadAll(tr); err != nil {
+				return nil, tarErr(err)
+			}
+			continue
+		}
 		if m == nil {
 			if name != ManifestName {
 				return nil, invalid(fmt.Errorf("tar: %s must be the first file, got %q", ManifestName, hdr.Name))
@@ -336,6 +353,11 @@ func extract(r io.Reader, root *os.Root) (*Manifest, error) {
 			return nil, unsafeEn(d, "directory holds no file named by the manifest")
 		}
 	}
+	if sig != nil {
+		if err := writeFile(root, SignatureName, sig); err != nil {
+			return nil, err
+		}
+	}
 	// The exact bytes, which a signature covers.
 	if err := writeFile(root, ManifestName, raw); err != nil {
 		return nil, err
@@ -343,9 +365,25 @@ func extract(r io.Reader, root *os.Root) (*Manifest, error) {
 	return m, nil
 }
 
-// maxEntries bounds a bundle tar's entries: a few files and their
+// MaxTarEntries bounds a bundle tar's entries: a few files and their
 // directories.
-const maxEntries = 1000
+const MaxTarEntries = 1000
+
+// CheckTarEntry checks one tar header as Extract does: a name that stays
+// inside the bundle directory, and a regular file or a directory (no links,
+// devices or fifos). It returns the entry's slash-separated bundle path, "."
+// for the bundle directory itself, or an error wrapping ErrInvalid and
+// ErrUnsafeEntry. Callers skip pax global headers before calling it.
+func CheckTarEntry(hdr *tar.Header) (string, error) {
+	name, ok := entryName(hdr.Name)
+	if !ok {
+		return "", invalid(fmt.Errorf("tar entry %q: %w: path leaves the bundle directory", hdr.Name, ErrUnsafeEntry))
+	}
+	if hdr.Typeflag != tar.TypeReg && hdr.Typeflag != tar.TypeDir {
+		return "", invalid(fmt.Errorf("tar entry %q: %w: not a regular file or directory (%s)", hdr.Name, ErrUnsafeEntry, typeName(hdr.Typeflag)))
+	}
+	return name, nil
+}
 
 // entryName turns a tar entry name into a bundle path: "./" and a trailing
 // "/" are dropped, anything that could leave the directory is refused.
@@ -524,16 +562,57 @@ func Write(dir string, m *Manifest, files map[string][]byte) (err error) {
 }
 
 // WriteTar writes b as a tar in the form Extract reads: manifest.json (its
-// exact bytes) first, then the named files in manifest order, with fixed
-// owners, modes and times so that the same bundle always gives the same
-// bytes. Each file is hashed again as it is copied. Wrap w in a gzip.Writer
-// for a .tar.gz.
+// exact bytes) first, then manifest.sig when the bundle directory holds one,
+// then the named files in manifest order, with fixed owners, modes and times
+// so that the same bundle always gives the same bytes. Each file is hashed
+// again as it is copied. Wrap w in a gzip.Writer for a .tar.gz.
 func (b *Bundle) WriteTar(w io.Writer) error {
 	root, err := os.OpenRoot(b.Dir)
 	if err != nil {
 		return fmt.Errorf("bundle: %w", err)
 	}
 	defer root.Close()
+	sig, err := readSignature(root)
+	if err != nil {
+		return err
+	}
+	return b.writeTar(root, w, sig)
+}
+
+// WriteSignedTar is WriteTar with sig as manifest.sig instead of the
+// directory's; a nil sig writes an unsigned tar, whatever the directory
+// holds.
+func (b *Bundle) WriteSignedTar(w io.Writer, sig []byte) error {
+	root, err := os.OpenRoot(b.Dir)
+	if err != nil {
+		return fmt.Errorf("bundle: %w", err)
+	}
+	defer root.Close()
+	return b.writeTar(root, w, sig)
+}
+
+// readSignature reads the bundle directory's manifest.sig, or returns nil
+// when there is none.
+func readSignature(root *os.Root) ([]byte, error) {
+	fi, err := root.Stat(SignatureName)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return nil, nil
+	case err != nil:
+		return nil, fmt.Errorf("bundle: %w", err)
+	case !fi.Mode().IsRegular(): // opening a fifo would block
+		return nil, invalid(fmt.Errorf("%s: not a regular file (%s)", SignatureName, fi.Mode().Type()))
+	case fi.Size() > MaxSignatureSize:
+		return nil, invalid(fmt.Errorf("%s: %d bytes exceeds the limit of %d", SignatureName, fi.Size(), MaxSignatureSize))
+	}
+	sig, err := root.ReadFile(SignatureName)
+	if err != nil {
+		return nil, fmt.Errorf("bundle: %w", err)
+	}
+	return sig, nil
+}
+
+func (b *Bundle) writeTar(root *os.Root, w io.Writer, sig []byte) error {
 	tw := tar.NewWriter(w)
 	hdr := func(name string, size int64) *tar.Header {
 		return &tar.Header{Typeflag: tar.TypeReg, Name: name, Size: size, Mode: 0o644, ModTime: time.Unix(0, 0)}
@@ -542,11 +621,22 @@ func (b *Bundle) WriteTar(w io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("bundle: %w", err)
 	}
-	if err := tw.WriteHeader(hdr(ManifestName, int64(len(raw)))); err != nil {
-		return fmt.Errorf("bundle: tar: %w", err)
+	put := func(name string, data []byte) error {
+		if err := tw.WriteHeader(hdr(name, int64(len(data)))); err != nil {
+			return fmt.Errorf("bundle: tar: %w", err)
+		}
+		if _, err := tw.Write(data); err != nil {
+			return fmt.Errorf("bundle: tar: %w", err)
+		}
+		return nil
 	}
-	if _, err := tw.Write(raw); err != nil {
-		return fmt.Errorf("bundle: tar: %w", err)
+	if err := put(ManifestName, raw); err != nil {
+		return err
+	}
+	if sig != nil {
+		if err := put(SignatureName, sig); err != nil {
+			return err
+		}
 	}
 	for _, nf := range b.Manifest.files() {
 		if err := tw.WriteHeader(hdr(nf.ref.File, nf.ref.Size)); err != nil {

@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -487,5 +488,158 @@ func TestOpenTarFailureCleansUp(t *testing.T) {
 	}
 	if ents, _ := os.ReadDir(tmp); len(ents) != 0 {
 		t.Errorf("left in TMPDIR: %v", ents)
+	}
+}
+
+// A signed bundle's manifest.sig is carried, unchecked, from directory to
+// tar and back: WriteTar writes it right after manifest.json, Extract and
+// Open accept it there and write it out, and a directory with one opens.
+func TestSignatureCarried(t *testing.T) {
+	dir, _ := writeBundle(t)
+	sig := []byte("sightd-bundle-signature 1\n(checked by package ota)\n")
+	if err := os.WriteFile(filepath.Join(dir, bundle.SignatureName), sig, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	src, err := bundle.Open(dir)
+	if err != nil {
+		t.Fatalf("Open of a directory with manifest.sig: %v", err)
+	}
+	for _, gz := range []bool{false, true} {
+		data := tarOf(t, src, gz)
+		if !gz {
+			es := readEntries(t, data)
+			if len(es) != 6 || es[0].hdr.Name != "manifest.json" || es[1].hdr.Name != "manifest.sig" || es[1].data != string(sig) {
+				t.Fatalf("WriteTar: %d entries, second %q", len(es), es[1].hdr.Name)
+			}
+		}
+		b, err := bundle.Extract(bytes.NewReader(data), filepath.Join(t.TempDir(), "x"))
+		if err != nil {
+			t.Fatalf("gzip %v: Extract: %v", gz, err)
+		}
+		if got, err := os.ReadFile(b.Path(bundle.SignatureName)); err != nil || !bytes.Equal(got, sig) {
+			t.Errorf("gzip %v: extracted manifest.sig %q, %v", gz, got, err)
+		}
+		path := filepath.Join(t.TempDir(), "b.tar")
+		os.WriteFile(path, data, 0o644)
+		ob, err := bundle.Open(path)
+		if err != nil {
+			t.Fatalf("gzip %v: Open of a signed tar: %v", gz, err)
+		}
+		// Written out again, the signature is still there.
+		if again := tarOf(t, ob, false); !bytes.Equal(again, tarOf(t, src, false)) {
+			t.Errorf("gzip %v: tar of the extracted bundle differs", gz)
+		}
+		ob.Close()
+	}
+	// WriteSignedTar: nil leaves the signature out, whatever the directory
+	// holds; another one replaces it.
+	var buf bytes.Buffer
+	if err := src.WriteSignedTar(&buf, nil); err != nil {
+		t.Fatal(err)
+	}
+	if es := readEntries(t, buf.Bytes()); len(es) != 5 || es[1].hdr.Name != "image.tflite" {
+		t.Errorf("WriteSignedTar(nil) wrote %d entries", len(es))
+	}
+	buf.Reset()
+	if err := src.WriteSignedTar(&buf, []byte("other")); err != nil {
+		t.Fatal(err)
+	}
+	if es := readEntries(t, buf.Bytes()); es[1].hdr.Name != "manifest.sig" || es[1].data != "other" {
+		t.Errorf("WriteSignedTar(other) wrote %q %q", es[1].hdr.Name, es[1].data)
+	}
+	// An unsigned directory still gives an unsigned tar.
+	plain, _ := writeBundle(t)
+	pb, _ := bundle.Open(plain)
+	if es := readEntries(t, tarOf(t, pb, false)); len(es) != 5 {
+		t.Errorf("WriteTar of an unsigned bundle wrote %d entries", len(es))
+	}
+}
+
+func readEntries(t *testing.T, data []byte) []entry {
+	t.Helper()
+	tr := tar.NewReader(bytes.NewReader(data))
+	var es []entry
+	for {
+		hdr, err := tr.Next()
+		if err != nil {
+			return es
+		}
+		b, _ := io.ReadAll(tr)
+		es = append(es, entry{*hdr, string(b)})
+	}
+}
+
+func TestExtractRefusesSignature(t *testing.T) {
+	sig := file("manifest.sig", "signature")
+	cases := []struct {
+		name string
+		edit func(es []entry) []entry
+		is   error
+		want string
+	}{
+		{"signature after a file", func(es []entry) []entry { return append(es, sig) },
+			bundle.ErrUnsafeEntry, `tar entry "manifest.sig": unsafe tar entry: must come right after manifest.json`},
+		{"signature first", func(es []entry) []entry { return append([]entry{sig}, es...) },
+			bundle.ErrUnsafeEntry, `tar entry "manifest.sig": unsafe tar entry: must come right after manifest.json`},
+		{"two signatures", func(es []entry) []entry { return append([]entry{es[0], sig, sig}, es[1:]...) },
+			bundle.ErrUnsafeEntry, `tar entry "manifest.sig": unsafe tar entry: duplicate entry`},
+		{"oversize signature", func(es []entry) []entry {
+			return append([]entry{es[0], file("manifest.sig", strings.Repeat("x", bundle.MaxSignatureSize+1))}, es[1:]...)
+		}, bundle.ErrInvalid, `manifest.sig: 16385 bytes exceeds the limit of 16384`},
+		{"signature as a symlink", func(es []entry) []entry {
+			l := entry{hdr: tar.Header{Typeflag: tar.TypeSymlink, Name: "manifest.sig", Linkname: "/etc/shadow"}}
+			return append([]entry{es[0], l}, es[1:]...)
+		}, bundle.ErrUnsafeEntry, `tar entry "manifest.sig": unsafe tar entry: not a regular file or directory (symlink)`},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			dst := filepath.Join(t.TempDir(), "x")
+			_, err := bundle.Extract(bytes.NewReader(makeTar(t, c.edit(goodEntries(t)))), dst)
+			if !errors.Is(err, c.is) || !errors.Is(err, bundle.ErrInvalid) {
+				t.Fatalf("Extract: %v\nwant errors.Is %v and ErrInvalid", err, c.is)
+			}
+			if lines := strings.Split(err.Error(), "\n"); len(lines) != 2 || lines[1] != c.want {
+				t.Errorf("\n got  %q\n want %q", err.Error(), c.want)
+			}
+			if _, err := os.Stat(dst); !errors.Is(err, fs.ErrNotExist) {
+				t.Errorf("Extract left %s behind: %v", dst, err)
+			}
+		})
+	}
+	// With a signature in place, the files that follow are checked as ever.
+	es := goodEntries(t)
+	es = append([]entry{es[0], sig}, es[1:]...)
+	es[2] = file("image.tflite", "image encoder byteZ")
+	if _, err := bundle.Extract(bytes.NewReader(makeTar(t, es)), filepath.Join(t.TempDir(), "x")); !errors.Is(err, bundle.ErrHashMismatch) {
+		t.Errorf("signed tar with a bad file: %v, want ErrHashMismatch", err)
+	}
+}
+
+// No manifest may name the signature's file: Extract would take one for
+// the other.
+func TestParseRefusesSignatureName(t *testing.T) {
+	m := parseExample(t)
+	m.Text.File = bundle.SignatureName
+	err := m.Validate()
+	if !errors.Is(err, bundle.ErrInvalid) || !strings.Contains(err.Error(), `text.file: "manifest.sig" is reserved for the bundle's signature`) {
+		t.Fatalf("Validate: %v", err)
+	}
+}
+
+// Files lists what the manifest names, with pointers into it.
+func TestFiles(t *testing.T) {
+	m := parseExample(t)
+	fs := m.Files()
+	var got []string
+	for _, f := range fs {
+		got = append(got, f.String())
+	}
+	want := []string{`image.file "image.tflite"`, `text.file "text.tflite"`, `tokenizer.file "vocab.txt.gz"`, `probes[1].file "probes/red.png"`}
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("Files: %q\nwant %q", got, want)
+	}
+	fs[1].Ref.Size = 42
+	if m.Text.Size != 42 {
+		t.Error("Files does not point into the manifest")
 	}
 }

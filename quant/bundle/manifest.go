@@ -29,6 +29,14 @@ const (
 // ManifestName is the manifest's file name in a bundle.
 const ManifestName = "manifest.json"
 
+// SignatureName is the file holding the signature over manifest.json's exact
+// bytes (package ota writes and checks it). In a tar it comes right after
+// manifest.json; no manifest may name a file so.
+const SignatureName = "manifest.sig"
+
+// MaxSignatureSize bounds manifest.sig: a few lines of text.
+const MaxSignatureSize = 16 << 10
+
 // DType is a tensor element type as the manifest spells it.
 type DType string
 
@@ -293,6 +301,8 @@ func checkFileRef(p *problems, at string, f FileRef) {
 		p.addf(at+".file", "missing")
 	case !localName(f.File) || f.File == ManifestName:
 		p.addf(at+".file", "%q: want a relative path inside the bundle (no \"..\", no leading \"/\", no backslashes), not %s", f.File, ManifestName)
+	case f.File == SignatureName:
+		p.addf(at+".file", "%q is reserved for the bundle's signature", f.File)
 	}
 	switch {
 	case f.SHA256 == "":
@@ -498,6 +508,27 @@ type namedFile struct {
 }
 
 func (f namedFile) String() string { return fmt.Sprintf("%s.file %q", f.field, f.ref.File) }
+
+// NamedFile is a file a manifest names. Field is the JSON path of its
+// FileRef ("image", "probes[2]"); Ref points into the manifest, so that a
+// packer can fill in Size and SHA256.
+type NamedFile struct {
+	Field string
+	Ref   *FileRef
+}
+
+// String names the file as errors do: image.file "image.tflite".
+func (f NamedFile) String() string { return namedFile{f.Field, f.Ref}.String() }
+
+// Files lists the files m names, in manifest order: the image and text
+// towers, the tokenizer's vocabulary, then the probe files.
+func (m *Manifest) Files() []NamedFile {
+	var out []NamedFile
+	for _, nf := range m.files() {
+		out = append(out, NamedFile{nf.field, nf.ref})
+	}
+	return out
+}
 
 // files lists the files m names, in manifest order.
 func (m *Manifest) files() []namedFile {

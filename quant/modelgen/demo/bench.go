@@ -15,16 +15,25 @@ const BenchName = "sightd-bench"
 // benchDim is the benchmark towers' embedding size, a CLIP-like 512.
 const benchDim = 512
 
+// clipVocabSize is the number of tokens in CLIP's vocabulary.
+const clipVocabSize = 49408
+
 // generateBench makes the benchmark bundle (see Options.Bench).
 func generateBench(opts Options, voc *vocabulary, files map[string][]byte) (*bundle.Manifest, map[string][]byte, error) {
-	img, err := modelgen.MobileNetV2Like(modelgen.MobileNetV2Options{Seed: 7, Precision: modelgen.Int8Full, EmbedDim: benchDim})
+	prec, rows := modelgen.Int8Full, voc.tok.VocabSize()
+	if opts.Large {
+		// CLIP-sized pieces: float32 weights and a token table as long as
+		// CLIP's vocabulary (the demo tokenizer uses only its first rows).
+		prec, rows = modelgen.Float, clipVocabSize
+	}
+	img, err := modelgen.MobileNetV2Like(modelgen.MobileNetV2Options{Seed: 7, Precision: prec, EmbedDim: benchDim})
 	if err != nil {
 		return nil, nil, err
 	}
 	if files[ImageFile], err = img.Build(); err != nil {
 		return nil, nil, fmt.Errorf("demo: bench image tower: %w", err)
 	}
-	txt := benchTextGraph(voc.tok.VocabSize())
+	txt := benchTextGraph(rows)
 	if files[TextFile], err = txt.Build(); err != nil {
 		return nil, nil, fmt.Errorf("demo: bench text tower: %w", err)
 	}

@@ -39,6 +39,10 @@ type Options struct {
 	// demo vocabulary. It recognises nothing; it costs what a real encoder
 	// costs, for `sightd bench`.
 	Bench bool
+	// Large (with Bench) makes a bundle of about 25 MB for update
+	// benchmarks: the image tower in float32 and a text token table of
+	// CLIP's 49,408 rows.
+	Large bool
 }
 
 // textProbes are the text probes: rules with one known word among others,

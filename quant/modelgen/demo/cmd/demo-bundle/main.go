@@ -35,6 +35,7 @@ func run(args []string, stdout io.Writer) error {
 	tarPath := fs.String("tar", "", "also write the bundle as a tar to this file (.tar.gz or .tgz: gzip-compressed)")
 	version := fs.Int64("version", 1, "manifest version")
 	bench := fs.Bool("bench", false, "write the benchmark bundle (MobileNetV2-like 224x224 int8 image tower, 512-d) instead")
+	large := fs.Bool("large", false, "with -bench: the 25 MB variant (float32 image tower, CLIP-sized token table) for update benchmarks")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return nil
@@ -45,7 +46,7 @@ func run(args []string, stdout io.Writer) error {
 		fs.Usage()
 		return errors.New("want -o DIR and no other arguments")
 	}
-	if err := demo.Build(*out, demo.Options{Version: *version, Bench: *bench}); err != nil {
+	if err := demo.Build(*out, demo.Options{Version: *version, Bench: *bench, Large: *large}); err != nil {
 		return err
 	}
 	b, err := bundle.Open(*out)

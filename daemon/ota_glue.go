@@ -214,7 +214,7 @@ func (p *prepared) Activate(ctx context.Context) error {
 	d.modelMu.Lock()
 	d.modelTitle = man.Name
 	d.modelMu.Unlock()
-	d.log.Info().Str("model", man.Name).Int64("version", man.Version).Msg("model swapped in")
+	d.log.Info().Str("component", "model").Str("model", man.Name).Int64("version", man.Version).Msg("model swapped in")
 	return nil
 }
 

@@ -82,6 +82,9 @@ type Updater struct {
 	Step func(Step)
 	// Now is the clock for signature expiry; nil is time.Now.
 	Now func() time.Time
+	// FirstPoll is how long after Poll starts the index is first read (0:
+	// 10 s, so that start-up comes first).
+	FirstPoll time.Duration
 
 	mu      sync.Mutex
 	busy    bool
@@ -335,7 +338,11 @@ func (u *Updater) Poll(ctx context.Context) {
 	if u.Config.IndexURL == "" {
 		return
 	}
-	t := time.NewTimer(10 * time.Second) // first look soon after start
+	first := u.FirstPoll
+	if first <= 0 {
+		first = 10 * time.Second
+	}
+	t := time.NewTimer(first)
 	defer t.Stop()
 	for {
 		select {

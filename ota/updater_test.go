@@ -327,3 +327,34 @@ func TestUpdaterSmokeTestFails(t *testing.T) {
 		t.Errorf("versions left: %v", got)
 	}
 }
+
+// Polling the index tells Home Assistant what is available; with
+// auto_install it also installs it.
+func TestUpdaterPoll(t *testing.T) {
+	for _, auto := range []bool{false, true} {
+		key := otatest.Key(t)
+		u, target, rec, _ := newUpdater(t, key)
+		srv := otatest.NewServer(t)
+		srv.Put("/v2.tar", otatest.Bundle(t, key, 2))
+		u.Config.IndexURL = srv.Put("/index.json", []byte(`{"version": 2, "url": "v2.tar"}`))
+		u.Config.AutoInstall = auto
+		u.Config.PollInterval = time.Hour
+		u.FirstPoll = time.Millisecond
+		ctx, cancel := context.WithCancel(context.Background())
+		go u.Poll(ctx)
+		waitFor(t, func() bool {
+			rec.mu.Lock()
+			defer rec.mu.Unlock()
+			return len(rec.states) > 0 && rec.states[0].Latest == 2
+		})
+		if auto {
+			waitFor(t, func() bool { return target.Running() == 2 })
+		} else {
+			time.Sleep(200 * time.Millisecond)
+			if target.Running() != 1 || srv.Hits("/v2.tar") != 0 {
+				t.Errorf("without auto_install: running %d, bundle fetched %d times", target.Running(), srv.Hits("/v2.tar"))
+			}
+		}
+		cancel()
+	}
+}

@@ -298,9 +298,16 @@ func (c *Config) Validate() error {
 	if err := c.OTA.Validate(); err != nil {
 		errs = append(errs, err)
 	}
+	keysOK := true
 	for i, k := range c.OTA.TrustedKeys {
 		if _, err := ota.LoadKeyring([]string{k}); err != nil {
 			bad(fmt.Sprintf("ota.trusted_keys[%d]", i), "%v", err)
+			keysOK = false
+		}
+	}
+	if keysOK && len(c.OTA.TrustedKeys) > 1 {
+		if _, err := ota.LoadKeyring(c.OTA.TrustedKeys); err != nil { // the same key twice
+			bad("ota.trusted_keys", "%v", err)
 		}
 	}
 	if c.HTTP.Listen != "" {

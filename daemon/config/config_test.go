@@ -71,6 +71,11 @@ func TestBadConfigs(t *testing.T) {
 		{"unknown log component", ok + "log: {levels: {gpu: debug}}\n", `log.levels.gpu: unknown component`},
 		{"bad mqtt broker", ok + "mqtt: {broker: \"http://x:1\"}\n", `mqtt.broker: unsupported scheme "http"`},
 		{"bad duration", ok + "store: {detection_ttl: forever}\n", "forever"},
+		{"ota key not a key", ok + "ota: {trusted_keys: [\"sightd-ed25519 zz\"]}\n", "ota.trusted_keys[0]"},
+		{"ota key file missing", ok + "ota: {trusted_keys: [/nonexistent/fleet.pub]}\n", "ota.trusted_keys[0]"},
+		{"ota index without keys", ok + "ota: {index_url: \"https://u.example/i.json\"}\n", "ota.index_url: set, but trusted_keys is empty"},
+		{"ota index scheme", ok + "ota: {index_url: \"ftp://u.example/i.json\"}\n", `ota.index_url: unsupported scheme "ftp"`},
+		{"ota trial frames", ok + "ota: {trial_frames: 0}\n", "ota.trial_frames: 0"},
 		{"not yaml", "model: [\n", "did not find expected"},
 		{"too large", strings.Repeat("#", MaxFileSize+1), "at most"},
 	} {

@@ -218,7 +218,7 @@ func (h *handlers) run(ctx context.Context, cmd command) reply {
 	case cmdModelInstall:
 		rep.Version = cmd.version
 		if h.installer == nil {
-			err = fmt.Errorf("model install: %w (no OTA in this build)", ErrNotAvailable)
+			err = fmt.Errorf("model install: %w (updates are off: ota.trusted_keys is empty)", ErrNotAvailable)
 		} else {
 			err = h.installer.Install(ctx, cmd.url, cmd.version)
 		}

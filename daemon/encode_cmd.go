@@ -28,13 +28,13 @@ type runtimeFlags struct {
 }
 
 func (f *runtimeFlags) register(cmd *cobra.Command) {
-	cmd.Flags().IntVar(&f.threads, "threads", 2, "inference threads")
+	cmd.Flags().IntVar(&f.threads, "threads", 0, "inference threads (0: one less than the CPUs)")
 	cmd.Flags().BoolVar(&f.xnnpack, "xnnpack", true, "apply the XNNPACK delegate")
 	cmd.Flags().BoolVar(&f.edgeTPU, "edgetpu", false, "use a Coral Edge TPU when present")
 }
 
 func (f *runtimeFlags) options() tflite.Options {
-	o := tflite.Options{Threads: f.threads, XNNPACK: f.xnnpack}
+	o := tflite.Options{Threads: inferenceThreads(f.threads), XNNPACK: f.xnnpack}
 	if f.edgeTPU {
 		o.EdgeTPU = tflite.EdgeTPUAuto
 	}

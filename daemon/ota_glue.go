@@ -110,8 +110,31 @@ func (d *daemon) reportModel(s ota.State) {
 	}
 }
 
+// pruneVectors deletes the rules' vectors of every model but the running
+// one: a rollback or an update embeds the rules anew, so older vectors only
+// take space.
+func (d *daemon) pruneVectors(ctx context.Context) {
+	versions, err := d.st.VectorVersions(ctx)
+	if err != nil {
+		d.log.Warn().Err(err).Msg("listing stored vectors")
+		return
+	}
+	running := d.running.Load()
+	for _, v := range versions {
+		if v == running {
+			continue
+		}
+		if err := d.st.DeleteVersion(ctx, v); err != nil {
+			d.log.Warn().Err(err).Int64("version", v).Msg("deleting old vectors")
+		}
+	}
+}
+
 // modelEvent logs an update's outcome and publishes it on model/event.
 func (d *daemon) modelEvent(e ota.Event) {
+	if e.Kind == "committed" {
+		d.pruneVectors(d.runCtx)
+	}
 	ev := d.log.Info()
 	if e.Err != nil {
 		ev = d.log.Warn().AnErr("reason", e.Err)

@@ -210,4 +210,8 @@ func TestOTAOverMQTT(t *testing.T) {
 	if _, highest, _ := st.ModelVersions(context.Background()); highest != 2 {
 		t.Errorf("highest accepted version %d, want 2", highest)
 	}
+	// After the commit only the running model's vectors are kept.
+	if versions, err := st.VectorVersions(context.Background()); err != nil || len(versions) != 1 || versions[0] != 2 {
+		t.Errorf("vector sets of versions %v (%v), want only 2's", versions, err)
+	}
 }

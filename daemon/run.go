@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -90,7 +91,7 @@ type daemon struct {
 }
 
 func runtimeOptions(m config.Model, log *zerolog.Logger) tflite.Options {
-	o := tflite.Options{Threads: m.Threads, XNNPACK: m.XNNPACK, Log: log}
+	o := tflite.Options{Threads: inferenceThreads(m.Threads), XNNPACK: m.XNNPACK, Log: log}
 	switch m.EdgeTPU {
 	case "auto":
 		o.EdgeTPU = tflite.EdgeTPUAuto
@@ -98,6 +99,15 @@ func runtimeOptions(m config.Model, log *zerolog.Logger) tflite.Options {
 		o.EdgeTPU = tflite.EdgeTPURequire
 	}
 	return o
+}
+
+// inferenceThreads is n, or for 0 one less than the CPUs sightd may use
+// (at least 1): the camera's decoder needs a core of its own.
+func inferenceThreads(n int) int {
+	if n > 0 {
+		return n
+	}
+	return max(1, runtime.NumCPU()-1)
 }
 
 // runDaemon starts everything, runs until ctx ends, and shuts down in order

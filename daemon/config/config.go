@@ -59,6 +59,9 @@ type Device struct {
 type Model struct {
 	// Bundle is a bundle directory or tar.
 	Bundle  string `yaml:"bundle"`
+	// Threads for inference; 0 is one less than the CPUs (at least 1), so
+	// that the camera's decoding keeps a core: on a 2-core board two
+	// inference threads and the decoder slow each other down.
 	Threads int    `yaml:"threads"`
 	XNNPACK bool   `yaml:"xnnpack"`
 	// EdgeTPU: "off", "auto" (use one when present) or "require".
@@ -93,7 +96,7 @@ var LogComponents = []string{"api", "camera", "model", "mqtt", "store", "watchdo
 func Defaults() Config {
 	return Config{
 		Device:      Device{ID: "sightd", Name: "sightd"},
-		Model:       Model{Threads: 2, XNNPACK: true, EdgeTPU: "auto"},
+		Model:       Model{Threads: 0, XNNPACK: true, EdgeTPU: "auto"},
 		Calibration: Calibration{Backgrounds: append([]string(nil), rules.DefaultBackgrounds...)},
 		Store:       store.Defaults(),
 		MQTT:        mqtt.Defaults(),
@@ -254,8 +257,8 @@ func (c *Config) Validate() error {
 	if c.Model.Bundle == "" {
 		bad("model.bundle", "required: a bundle directory or tar (make demo-bundle makes one)")
 	}
-	if c.Model.Threads < 1 || c.Model.Threads > 64 {
-		bad("model.threads", "%d: want 1..64", c.Model.Threads)
+	if c.Model.Threads < 0 || c.Model.Threads > 64 {
+		bad("model.threads", "%d: want 1..64, or 0 for one less than the CPUs", c.Model.Threads)
 	}
 	switch c.Model.EdgeTPU {
 	case "off", "auto", "require":

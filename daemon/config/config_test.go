@@ -62,7 +62,7 @@ func TestBadConfigs(t *testing.T) {
 		{"rule bad threshold", ok + "rules: [{id: r, prompts: [x], threshold: 3}]\n", "threshold: 3 is outside (0, 1)"},
 		{"rule twice", ok + "rules: [{id: r, prompts: [x]}, {id: r, prompts: [y]}]\n", `rules[1].id: "r" is used twice`},
 		{"rule unknown key", ok + "rules: [{id: r, prompt: x}]\n", `unknown field "prompt"`},
-		{"bad threads", "model: {bundle: /b, threads: 0}\n", "model.threads: 0"},
+		{"bad threads", "model: {bundle: /b, threads: -1}\n", "model.threads: -1"},
 		{"bad edgetpu", "model: {bundle: /b, edgetpu: maybe}\n", `model.edgetpu: "maybe"`},
 		{"bad device id", ok + "device: {id: Porch Pi}\n", `device.id: "Porch Pi"`},
 		{"bad listen", ok + "http: {listen: localhost}\n", `http.listen: "localhost"`},
@@ -90,7 +90,7 @@ func TestBadConfigs(t *testing.T) {
 		})
 	}
 	// Every problem at once.
-	_, err := Parse([]byte("model: {threads: 0, edgetpu: x}\nlog: {level: y}\n"))
+	_, err := Parse([]byte("model: {threads: -1, edgetpu: x}\nlog: {level: y}\n"))
 	for _, want := range []string{"model.bundle", "model.threads", "model.edgetpu", "log.level"} {
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("joined error lacks %s: %v", want, err)

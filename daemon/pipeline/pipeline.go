@@ -280,10 +280,15 @@ func (p *Pipeline) handle(ctx context.Context, f camera.Frame) error {
 		return err
 	}
 	p.Stats.MatchNanos.Add(int64(time.Since(start)))
-	p.mu.Lock()
-	f.Mat.CopyTo(&p.last)
-	p.lastAt = time.Now()
-	p.mu.Unlock()
+	// Snapshots on request show the last encoded frame; copying a large
+	// frame every time costs more than the frame's matching, so the copy is
+	// refreshed at most every snapshotEvery.
+	if now := time.Now(); now.Sub(p.lastAt) >= snapshotEvery {
+		p.mu.Lock()
+		f.Mat.CopyTo(&p.last)
+		p.lastAt = now
+		p.mu.Unlock()
+	}
 	for i := range results {
 		r := &results[i]
 		if r.Decision.Fire || (r.Rule.Kind == rules.State && r.Decision.Changed) {
@@ -311,7 +316,11 @@ func (p *Pipeline) emit(ctx context.Context, f camera.Frame, r *rules.Result) er
 	return p.sink.Event(ctx, Event{Detection: det, Snapshot: jpeg})
 }
 
-// Snapshot returns a JPEG of the last encoded frame, or ErrNoSnapshot.
+// snapshotEvery bounds how stale a requested snapshot can be.
+const snapshotEvery = 250 * time.Millisecond
+
+// Snapshot returns a JPEG of a recent encoded frame (at most snapshotEvery
+// older than the last), or ErrNoSnapshot.
 func (p *Pipeline) Snapshot() ([]byte, time.Time, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()

@@ -236,20 +236,20 @@ func TestConfigCheckCommand(t *testing.T) {
 		t.Fatalf("example: %v\n%s", err, out)
 	}
 	bad := filepath.Join(t.TempDir(), "bad.yml")
-	os.WriteFile(bad, []byte("model: {threads: 0}\ncameras: [{name: porch, source: \"rtmp://x\"}]\n"), 0o644)
+	os.WriteFile(bad, []byte("model: {threads: -1}\ncameras: [{name: porch, source: \"rtmp://x\"}]\n"), 0o644)
 	_, err = run(t, "config", "check", "-c", bad)
 	var ee *exitError
 	if !errors.As(err, &ee) || ee.code != 2 {
 		t.Fatalf("bad config: %v, want exit code 2", err)
 	}
-	for _, want := range []string{"model.bundle: required", "model.threads: 0", `cameras[porch].source: unsupported scheme "rtmp"`} {
+	for _, want := range []string{"model.bundle: required", "model.threads: -1", `cameras[porch].source: unsupported scheme "rtmp"`} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error lacks %q:\n%v", want, err)
 		}
 	}
 	// sightd run refuses the same file with the same exit status, starting nothing.
 	for _, body := range []string{
-		"model: {threads: 0}\n",
+		"model: {threads: -1}\n",
 		"model: {bundle: /b}\ncameras: [{name: a, source: x.mp4, width: 0}]\n",
 		"model: {bundle: /b}\nrules: [{id: r, prompts: [x], cameras: [attic]}]\n",
 		"model: {bundle: /b}\nmqtt: {broker: \"http://x:1\"}\n",

@@ -132,7 +132,7 @@ func (d *daemon) pruneVectors(ctx context.Context) {
 
 // modelEvent logs an update's outcome and publishes it on model/event.
 func (d *daemon) modelEvent(e ota.Event) {
-	if e.Kind == "committed" {
+	if (e.Kind == "committed" || e.Kind == "rolled_back") && d.runCtx != nil {
 		d.pruneVectors(d.runCtx)
 	}
 	ev := d.log.Info()

@@ -303,12 +303,18 @@ func (m *Models) Switch(s *Staged) error {
 	if err != nil && !errors.Is(err, ErrNoModel) {
 		return err
 	}
-	t := &Trial{Version: version, Previous: cur, Started: time.Now().UTC()}
+	prev := cur
+	if m.trial != nil {
+		// An update over one still on trial: the last proven version stays
+		// the one to roll back to, and the unproven one is dropped.
+		prev = m.trial.Previous
+	}
+	t := &Trial{Version: version, Previous: prev, Started: time.Now().UTC()}
 	if err := m.writeTrial(t); err != nil {
 		return err
 	}
-	if cur > 0 {
-		if err := m.link(previousLink, cur); err != nil {
+	if prev > 0 {
+		if err := m.link(previousLink, prev); err != nil {
 			return err
 		}
 	} else if err := m.unlink(previousLink); err != nil {
@@ -318,7 +324,10 @@ func (m *Models) Switch(s *Staged) error {
 		return err
 	}
 	m.trial = t
-	m.log.Info().Int64("version", version).Int64("previous", cur).Msg("model switched; trial begins")
+	if _, err := m.prune(); err != nil {
+		return err
+	}
+	m.log.Info().Int64("version", version).Int64("previous", prev).Msg("model switched; trial begins")
 	return nil
 }
 

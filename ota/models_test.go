@@ -289,3 +289,32 @@ func TestRecovery(t *testing.T) {
 		}
 	})
 }
+
+// An update installed over one still on trial keeps the last proven
+// version as the one to roll back to.
+func TestSwitchDuringTrial(t *testing.T) {
+	key := otatest.Key(t)
+	dir := t.TempDir()
+	m, _ := openModels(t, dir, 2)
+	if err := m.Switch(stageVersion(t, m, key, 2, 1)); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Switch(stageVersion(t, m, key, 3, 2)); err != nil { // on trial
+		t.Fatal(err)
+	}
+	if err := m.Switch(stageVersion(t, m, key, 4, 3)); err != nil {
+		t.Fatal(err)
+	}
+	if tr := m.Trial(); tr == nil || tr.Version != 4 || tr.Previous != 2 {
+		t.Fatalf("trial %+v, want 4 rolling back to 2", tr)
+	}
+	if got := versions(t, dir); !slices.Equal(got, []string{"v2", "v4"}) {
+		t.Errorf("versions %v, want [v2 v4]: the unproven 3 dropped", got)
+	}
+	if failed, err := m.Rollback("frames failed"); err != nil || failed != 4 || active(t, m) != 2 {
+		t.Fatalf("rollback: %d, %v, active %d", failed, err, active(t, m))
+	}
+}

@@ -86,10 +86,9 @@ type Updater struct {
 	// 10 s, so that start-up comes first).
 	FirstPoll time.Duration
 
-	mu      sync.Mutex
-	busy    bool
-	latest  int64
-	pending bool // a trial verdict is being carried out
+	mu     sync.Mutex
+	busy   bool // an update or a trial verdict runs
+	latest int64
 }
 
 // Start begins installing the bundle at url (version 0: whatever version
@@ -274,19 +273,13 @@ func (u *Updater) Frame(ctx context.Context, ok bool) {
 	if verdict == Continue {
 		return
 	}
-	u.mu.Lock()
-	if u.pending {
-		u.mu.Unlock()
+	// One thing at a time: while an update runs (or a verdict is being
+	// carried out) the verdict waits; a later frame brings it again.
+	if u.begin() != nil {
 		return
 	}
-	u.pending = true
-	u.mu.Unlock()
 	go func() {
-		defer func() {
-			u.mu.Lock()
-			u.pending = false
-			u.mu.Unlock()
-		}()
+		defer u.end()
 		t := u.Models.Trial()
 		if t == nil {
 			return

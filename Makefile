@@ -4,6 +4,9 @@
 #   make build   bin/sightd
 #   make test    the whole test suite (what CI runs)
 #   make bench   the Go benchmarks that the README quotes
+#   make build ARCH=arm64   bin/linux_arm64/sightd, cross-compiled on amd64
+#   make test-arm64         the arithmetic and I/O tests under QEMU as a Pi 4 and a Pi 5
+#   make deb [ARCH=arm64]   bin/sightd_<version>_<arch>.deb; make test-deb installs and purges it
 
 SHELL := /bin/bash
 .SHELLFLAGS := -eu -o pipefail -c
@@ -11,7 +14,8 @@ SHELL := /bin/bash
 
 GO        ?= go
 VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
-HOST_ARCH := $(shell $(GO) env GOARCH)
+# GOHOSTARCH, not GOARCH: a cross build exports GOARCH to its recipes.
+HOST_ARCH := $(shell $(GO) env GOHOSTARCH)
 ARCH      ?= $(HOST_ARCH)
 
 # Root for apt-get when not already root.
@@ -44,6 +48,43 @@ export CGO_CFLAGS  := -I$(TFLITE_DIR)/include $(CGO_CFLAGS)
 export CGO_LDFLAGS := -Wl,-rpath,$$ORIGIN/../lib/sightd -L$(TFLITE_DIR)/lib -Wl,-rpath,$(TFLITE_DIR)/lib $(CGO_LDFLAGS)
 
 GO_LDFLAGS := -X github.com/sightd/sightd/daemon/version.Version=$(VERSION)
+
+# ---- cross build: ARCH=arm64 on an amd64 machine ---------------------------
+# A native build (amd64, or arm64 on a Pi) writes bin/sightd; a cross build
+# bin/linux_$(ARCH)/sightd.
+# Debian 12 cannot install the arm64 OpenCV beside the amd64 one (libgdal32 and
+# other dependencies are not co-installable), so the arm64 libraries go into a
+# private sysroot unpacked from the arm64 .debs (deps-cross); the machine's own
+# packages are left alone.
+CROSS_SYSROOT := $(DEPS_DIR)/sysroot-arm64
+# Where the arm64 libraries lie on the target: the multiarch folders, /usr/lib
+# (libraries not made for multiarch: armadillo, hdf4, ogdi, the reason for the
+# sysroot) and the BLAS/LAPACK folders that Debian's alternatives point at.
+CROSS_GUEST_LIBDIRS := /lib/aarch64-linux-gnu:/usr/lib/aarch64-linux-gnu:/usr/lib:/usr/lib/aarch64-linux-gnu/blas:/usr/lib/aarch64-linux-gnu/lapack
+CROSS_LIBDIRS := $(subst :,:$(CROSS_SYSROOT),$(CROSS_SYSROOT)$(CROSS_GUEST_LIBDIRS))
+# The OpenCV modules gocv links (as in `objdump -p bin/sightd` on amd64); the
+# linker drops any that the code does not use.
+CROSS_OPENCV_MODULES := core imgproc imgcodecs videoio highgui video objdetect calib3d features2d dnn photo
+ifeq ($(ARCH),$(HOST_ARCH))
+SIGHTD_BIN := bin/sightd
+CROSS_DEPS :=
+CROSS_PREFIX :=
+else ifeq ($(ARCH)-$(HOST_ARCH),arm64-amd64)
+SIGHTD_BIN := bin/linux_arm64/sightd
+CROSS_DEPS := deps-cross
+CROSS_PREFIX := aarch64-linux-gnu-
+export GOARCH := arm64
+export CC     := aarch64-linux-gnu-gcc
+export CXX    := aarch64-linux-gnu-g++
+# gocv's customenv tag: no pkg-config (opencv4.pc names every module, whose
+# whole dependency tree the sysroot would then need); the flags are given here.
+GO_TAGS := -tags customenv
+export CGO_CPPFLAGS := -I$(CROSS_SYSROOT)/usr/include/opencv4 -I$(CROSS_SYSROOT)/usr/include/aarch64-linux-gnu/opencv4 $(CGO_CPPFLAGS)
+export CGO_CXXFLAGS := --std=c++11 $(CGO_CXXFLAGS)
+CGO_LDFLAGS += -L$(CROSS_SYSROOT)/usr/lib/aarch64-linux-gnu -Wl,-rpath-link,$(CROSS_LIBDIRS) $(addprefix -lopencv_,$(CROSS_OPENCV_MODULES))
+else
+$(error ARCH=$(ARCH) on $(HOST_ARCH): only native builds and arm64 on amd64 are supported)
+endif
 
 .PHONY: deps deps-apt deps-tflite deps-fixtures deps-go demo-bundle bench-bundle bench-video bench-daemon build test bench fmt generate run clean
 
@@ -113,8 +154,52 @@ $(OPENCV_DATA)/.stamp:
 deps-go:
 	$(GO) mod download
 
-build: deps-tflite
-	$(GO) build -trimpath -ldflags '$(GO_LDFLAGS)' -o bin/sightd ./daemon
+# The cross build's tools and the arm64 sysroot (see ARCH=arm64 above).
+# Debian packages: the cross compiler and qemu-aarch64-static (both co-install
+# with the amd64 system). The arm64 .debs stay in CROSS_CACHE, outside the work
+# tree, for the next clone on this machine.
+CROSS_APT_PACKAGES := crossbuild-essential-arm64 qemu-user-static
+CROSS_CACHE ?= $(HOME)/.cache/sightd/arm64-debs
+# apt for arm64 as on an empty system: the whole dependency tree is fetched,
+# whatever the machine itself has installed.
+CROSS_APT := apt-get -q -o APT::Architecture=arm64 -o APT::Architectures::=arm64 \
+  -o Dir::State::status=$(CROSS_CACHE)/empty-status -o Dir::Cache::archives=$(CROSS_CACHE) \
+  -o Debug::NoLocking=1 -o APT::Sandbox::User=root
+
+.PHONY: deps-cross
+
+deps-cross: $(CROSS_SYSROOT)/.stamp
+
+$(CROSS_SYSROOT)/.stamp:
+	@if ! dpkg --print-foreign-architectures | grep -qx arm64; then \
+	  echo "deps-cross: adding the arm64 architecture to dpkg"; $(SUDO) dpkg --add-architecture arm64; \
+	fi
+	@missing=""; \
+	for p in $(CROSS_APT_PACKAGES); do \
+	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ] || ! apt-cache show libopencv-core406:arm64 >/dev/null 2>&1; then \
+	  echo "deps-cross: installing$$missing (and the arm64 package lists)"; \
+	  $(SUDO) apt-get update -qq; \
+	  [ -z "$$missing" ] || DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $$missing; \
+	else echo "deps-cross: cross compiler and qemu present"; fi
+	mkdir -p "$(CROSS_CACHE)/partial" && : > "$(CROSS_CACHE)/empty-status"
+	@# The runtime libraries with every dependency, then the modules' -dev
+	@# packages alone (headers and libopencv_*.so links).
+	$(CROSS_APT) install -y -d --no-install-recommends $(foreach m,$(CROSS_OPENCV_MODULES),libopencv-$(m)406) >/dev/null
+	@# The file names from the simulated install ("Inst NAME (VERSION ... [ARCH])");
+	@# an epoch's colon is %3a in a .deb's name.
+	$(CROSS_APT) install -s --no-install-recommends $(foreach m,$(CROSS_OPENCV_MODULES),libopencv-$(m)406) \
+	  | sed -n 's/^Inst \([^ ]*\) (\([^ ]*\) .*\[\([a-z0-9]*\)\]).*$$/\1_\2_\3.deb/p' | sed 's/:/%3a/' > "$(CROSS_CACHE)/runtime.list"
+	cd "$(CROSS_CACHE)" && apt-get download -q -o APT::Sandbox::User=root $(foreach m,$(CROSS_OPENCV_MODULES) flann ml stitching,libopencv-$(m)-dev:arm64) >/dev/null
+	rm -rf "$(CROSS_SYSROOT)" && mkdir -p "$(CROSS_SYSROOT)"
+	@n=0; for f in $$(cat "$(CROSS_CACHE)/runtime.list") $$(cd "$(CROSS_CACHE)" && ls libopencv-*-dev_*_arm64.deb); do \
+	  dpkg-deb -x "$(CROSS_CACHE)/$$f" "$(CROSS_SYSROOT)"; n=$$((n+1)); \
+	done; echo "deps-cross: $$n arm64 packages unpacked into $(CROSS_SYSROOT)"
+	touch $@
+
+build: deps-tflite $(CROSS_DEPS)
+	$(GO) build $(GO_TAGS) -trimpath -ldflags '$(GO_LDFLAGS)' -o $(SIGHTD_BIN) ./daemon
 
 # A small real model bundle generated by quant/modelgen/demo (never downloaded).
 demo-bundle: deps-tflite
@@ -138,6 +223,47 @@ bench-daemon: build bench-bundle bench-video
 test: deps
 	$(GO) vet ./...
 	$(GO) test -count=1 -timeout 20m ./...
+
+# ---- arm64 tests under QEMU -------------------------------------------------
+# The packages with arithmetic and I/O, cross-compiled and run by
+# qemu-aarch64-static as a Raspberry Pi 4 (cortex-a72: ARMv8.0, no dot-product
+# instructions) and a Pi 5 (cortex-a76). No benchmarks: timings under QEMU
+# mean nothing.
+ARM64_TEST_PKGS  := ./quant ./quant/kernel ./quant/tflite ./quant/tokenizer ./quant/bundle \
+  ./quant/encoder ./quant/modelgen/... ./camera ./store
+ARM64_QEMU_CPUS  := cortex-a72 cortex-a76
+# -short: leaves out the 300 M MAC MobileNet run and the calibration images
+# (minutes under QEMU); every package still runs real models.
+ARM64_TEST_FLAGS ?= -short
+BINFMT := /proc/sys/fs/binfmt_misc
+
+.PHONY: test-arm64 test-arm64-run
+
+test-arm64:
+	$(MAKE) --no-print-directory ARCH=arm64 test-arm64-run
+
+# QEMU_LD_PREFIX: the arm64 loader and libraries come from the sysroot; the
+# binfmt_misc entry lets a test re-execute its own arm64 binary (store's crash
+# test), as Debian registers it on a machine that runs systemd-binfmt.
+test-arm64-run: deps-tflite deps-fixtures $(CROSS_DEPS)
+	@test "$(ARCH)-$(HOST_ARCH)" = arm64-amd64 || { echo "test-arm64: run it as 'make test-arm64' on amd64" >&2; exit 1; }
+	@if [ ! -e $(BINFMT)/qemu-aarch64 ]; then \
+	  mountpoint -q $(BINFMT) || $(SUDO) mount -t binfmt_misc binfmt_misc $(BINFMT) || true; \
+	  grep -h '^:qemu-aarch64:' /usr/lib/binfmt.d/qemu-aarch64.conf | $(SUDO) tee $(BINFMT)/register >/dev/null || true; \
+	fi
+	@noexec=""; if [ ! -e $(BINFMT)/qemu-aarch64 ]; then \
+	  noexec="TestCrashKeepsConfirmedWrites"; \
+	  echo "test-arm64: WARNING: NOT RUN under QEMU: store TestCrashKeepsConfirmedWrites (it re-executes its own arm64 binary and binfmt_misc is not available here)" >&2; \
+	fi; \
+	failed=""; \
+	for cpu in $(ARM64_QEMU_CPUS); do \
+	  echo "test-arm64: QEMU_CPU=$$cpu$${noexec:+ (NOT RUN: $$noexec, see the warning above)}"; start=$$(date +%s); \
+	  $(GO) test $(GO_TAGS) -count=1 -timeout 20m $(ARM64_TEST_FLAGS) $${noexec:+-skip "^$$noexec\$$"} \
+	    -exec "env QEMU_CPU=$$cpu QEMU_LD_PREFIX=$(CROSS_SYSROOT) LD_LIBRARY_PATH=$(CROSS_GUEST_LIBDIRS) qemu-aarch64-static" \
+	    $(ARM64_TEST_PKGS) || failed="$$failed $$cpu"; \
+	  echo "test-arm64: QEMU_CPU=$$cpu took $$(( $$(date +%s) - start ))s"; \
+	done; \
+	if [ -n "$$failed" ]; then echo "test-arm64: FAILED on$$failed" >&2; exit 1; fi
 
 bench: deps
 	$(GO) test -run '^$$' -bench . -benchmem ./quant/... ./camera/...
@@ -200,3 +326,40 @@ uninstall:
 	@if [ -z "$(DESTDIR)" ] && [ -d /run/systemd/system ]; then $(ISUDO) systemctl daemon-reload; fi
 	@echo "uninstall: kept $(CONFDIR) (configuration), /var/lib/sightd (database, models, snapshots)"
 	@echo "uninstall: and the user sightd; remove them by hand if you want them gone"
+
+# ---- Debian package --------------------------------------------------------
+# make deb [ARCH=arm64]: bin/sightd_<version>_<arch>.deb (systemd/debian/).
+# make test-deb: builds the host's .deb, inspects it, runs lintian, installs,
+# removes and purges it on this machine (systemd/debian/test-deb.sh).
+DEB_APT_PACKAGES      := chrpath
+DEB_TEST_APT_PACKAGES := lintian
+DEB_BUILD = OBJDUMP=$(CROSS_PREFIX)objdump STRIP=$(CROSS_PREFIX)strip \
+  systemd/debian/build-deb.sh $(ARCH) $(SIGHTD_BIN) $(TFLITE_DIR)/lib
+
+.PHONY: deb test-deb deps-deb
+
+# apt-install LIST: installs the Debian packages of LIST that are missing.
+define apt-install
+	@missing=""; \
+	for p in $(1); do \
+	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  echo "deps: installing Debian packages:$$missing"; \
+	  $(SUDO) apt-get update -qq; \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
+endef
+
+deps-deb:
+	$(call apt-install,$(DEB_APT_PACKAGES))
+
+deb: build deps-deb
+	$(DEB_BUILD) bin
+
+test-deb: build deps-deb
+	$(call apt-install,$(DEB_TEST_APT_PACKAGES))
+	@test "$(ARCH)" = "$(HOST_ARCH)" || { echo "test-deb: installs the package here, so ARCH must be $(HOST_ARCH)" >&2; exit 1; }
+	d=$$(mktemp -d); trap 'rm -rf "$$d"' EXIT; \
+	$(DEB_BUILD) "$$d"; \
+	systemd/debian/test-deb.sh "$$d"/sightd_*_$(ARCH).deb

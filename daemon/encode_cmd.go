@@ -28,7 +28,7 @@ type runtimeFlags struct {
 }
 
 func (f *runtimeFlags) register(cmd *cobra.Command) {
-	cmd.Flags().IntVar(&f.threads, "threads", 0, "inference threads (0: one less than the CPUs)")
+	cmd.Flags().IntVar(&f.threads, "threads", 0, "inference threads (0: the number of CPUs, at most 4)")
 	cmd.Flags().BoolVar(&f.xnnpack, "xnnpack", true, "apply the XNNPACK delegate")
 	cmd.Flags().BoolVar(&f.edgeTPU, "edgetpu", false, "use a Coral Edge TPU when present")
 }

@@ -58,12 +58,10 @@ type Device struct {
 // Model says which bundle to run and how.
 type Model struct {
 	// Bundle is a bundle directory or tar.
-	Bundle  string `yaml:"bundle"`
-	// Threads for inference; 0 is one less than the CPUs (at least 1), so
-	// that the camera's decoding keeps a core: on a 2-core board two
-	// inference threads and the decoder slow each other down.
-	Threads int    `yaml:"threads"`
-	XNNPACK bool   `yaml:"xnnpack"`
+	Bundle string `yaml:"bundle"`
+	// Threads for inference; 0 is the number of CPUs, at most 4.
+	Threads int  `yaml:"threads"`
+	XNNPACK bool `yaml:"xnnpack"`
 	// EdgeTPU: "off", "auto" (use one when present) or "require".
 	EdgeTPU string `yaml:"edgetpu"`
 }
@@ -258,7 +256,7 @@ func (c *Config) Validate() error {
 		bad("model.bundle", "required: a bundle directory or tar (make demo-bundle makes one)")
 	}
 	if c.Model.Threads < 0 || c.Model.Threads > 64 {
-		bad("model.threads", "%d: want 1..64, or 0 for one less than the CPUs", c.Model.Threads)
+		bad("model.threads", "%d: want 1..64, or 0 for the number of CPUs (at most 4)", c.Model.Threads)
 	}
 	switch c.Model.EdgeTPU {
 	case "off", "auto", "require":

@@ -81,6 +81,8 @@ type Image struct {
 	// number changes); otherwise regions run one at a time.
 	batch        int
 	dynamicBatch bool
+	// invoked is the total time spent in Invoke, for `sightd bench`.
+	invoked time.Duration
 }
 
 // ImageConfig configures an image tower.
@@ -203,7 +205,7 @@ func (e *Image) oneByOne(frame gocv.Mat, regions []image.Rectangle, dst []float3
 		if next {
 			e.stageReq <- stageJob{frame: frame, r: regions[i+1]}
 		}
-		err := e.ip.Invoke()
+		err := e.invoke()
 		if err == nil {
 			err = e.out.read(dst[i*dim:(i+1)*dim], 1)
 		}
@@ -248,11 +250,23 @@ func (e *Image) run(frame gocv.Mat, regions []image.Rectangle, dst []float32) er
 			return err
 		}
 	}
-	if err := e.ip.Invoke(); err != nil {
+	if err := e.invoke(); err != nil {
 		return err
 	}
 	return e.out.read(dst, len(regions))
 }
+
+func (e *Image) invoke() error {
+	start := time.Now()
+	err := e.ip.Invoke()
+	e.invoked += time.Since(start)
+	return err
+}
+
+// Invoked is the total time Encode spent running the model (not
+// preprocessing or reading outputs): what `sightd bench` subtracts from the
+// frame time to get the pipeline's own cost.
+func (e *Image) Invoked() time.Duration { return e.invoked }
 
 // Accelerators says what runs the tower ("xnnpack", "edgetpu", "cpu").
 func (e *Image) Accelerators() []string { return e.ip.Accelerators() }

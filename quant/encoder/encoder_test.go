@@ -139,7 +139,10 @@ func TestImageEncoderMatchesReference(t *testing.T) {
 					}
 				}
 			}
-			if n := testing.AllocsPerRun(5, func() { e.Encode(frame, regions, got) }); n > 0 {
+			// Many runs: a per-call allocation shows as 1 or more, while the
+			// runtime starting a thread now and then (the stager runs while
+			// the model holds this one in cgo) averages out.
+			if n := testing.AllocsPerRun(100, func() { e.Encode(frame, regions, got) }); n > 0 {
 				t.Errorf("Encode allocates %v times per call in steady state", n)
 			}
 		})

@@ -191,20 +191,15 @@ func procStatus(field string) int64 {
 	return 0
 }
 
-// newProgress draws a progress line on a terminal and nothing elsewhere;
-// progress(-1) ends the line.
+// newProgress draws a progress line of frames on a terminal and nothing
+// elsewhere; progress(-1) ends the line.
 func newProgress(w io.Writer, total int) func(int) {
-	f, ok := w.(*os.File)
-	if !ok || !isTerminal(f) {
-		return func(int) {}
-	}
+	bar := newPercentBar(w)
 	return func(done int) {
 		if done < 0 {
-			fmt.Fprint(w, "\r\033[K")
+			bar(-1, "")
 			return
 		}
-		const width = 40
-		filled := min(width, done*width/max(total, 1))
-		fmt.Fprintf(w, "\r[%s%s] %d/%d frames", strings.Repeat("#", filled), strings.Repeat(" ", width-filled), done, total)
+		bar(done*100/max(total, 1), fmt.Sprintf("%d/%d frames", done, total))
 	}
 }

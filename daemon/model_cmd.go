@@ -54,7 +54,6 @@ when no URL is given. The new model's trial runs when sightd next starts.`,
 			}
 			log := newLogger(cmd.ErrOrStderr(), cfg.Log)
 			bar := newPercentBar(cmd.ErrOrStderr())
-			defer bar(-1, "")
 			v, err := installOffline(cmd.Context(), cfg, log, url, version, nil, func(s ota.State) {
 				if s.InProgress {
 					bar(s.Percentage, string(s.Step))

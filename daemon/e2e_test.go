@@ -16,6 +16,7 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/sightd/sightd/ota/otatest"
 	"github.com/sightd/sightd/store"
 )
 
@@ -134,5 +135,75 @@ mqtt: {broker: "tcp://%s"}
 	run("sightd/e2e/rule/dark-clothes/state ON")
 	if n, _ := countDetections(); n <= first {
 		t.Fatalf("after a restart: %d detections, want more than %d", n, first)
+	}
+}
+
+// An update end to end with the real binary and a real Mosquitto: Debian's
+// mosquitto_pub sends model/install, the bundle comes from a local HTTP
+// server, and the subscriber sees the update installed and committed and
+// the retained model/state at version 2; `sightd model status` agrees after
+// the daemon stopped.
+func TestEndToEndUpdate(t *testing.T) {
+	dir := t.TempDir()
+	bin := filepath.Join(dir, "sightd")
+	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	broker := freePort(t)
+	startMosquitto(t, broker)
+	got := subscribe(t, broker, "sightd/#")
+	key := otatest.Key(t)
+	url := otatest.NewServer(t).Put("/v2.tar", otatest.Bundle(t, key, 2))
+	cfgPath := filepath.Join(dir, "sightd.yml")
+	os.WriteFile(cfgPath, []byte(fmt.Sprintf(`
+device: {id: e2e}
+model: {bundle: %q, edgetpu: "off"}
+cameras:
+  - {name: street, source: %q, fast: true, loop: true}
+rules:
+  - {id: dark-clothes, prompts: ["something dark"], kind: state}
+store: {dir: %q}
+http: {listen: ""}
+mqtt: {broker: "tcp://%s"}
+ota: {dir: %q, trusted_keys: [%q], trial_frames: 20}
+`, demoBundle(t), opencvPhoto(t, "vtest.avi"), filepath.Join(dir, "db"), broker,
+		filepath.Join(dir, "models"), strings.TrimSpace(string(key.Public().Marshal())))), 0o644)
+
+	cmd := exec.Command(bin, "run", "-c", cfgPath)
+	var logs strings.Builder
+	cmd.Stderr = &logs
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer cmd.Process.Kill()
+	waitFor := func(want string) {
+		t.Helper()
+		for deadline := time.Now().Add(2 * time.Minute); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+			for _, m := range got() {
+				if strings.Contains(m, want) {
+					return
+				}
+			}
+		}
+		t.Fatalf("no message with %q; log:\n%s", want, logs.String())
+	}
+	waitFor("sightd/e2e/status online")
+	_, port, _ := net.SplitHostPort(broker)
+	pub := exec.Command("mosquitto_pub", "-h", "127.0.0.1", "-p", port, "-q", "1", "-t", "sightd/e2e/model/install",
+		"-m", fmt.Sprintf(`{"url":%q,"version":2,"request_id":"e2e"}`, url))
+	if out, err := pub.CombinedOutput(); err != nil {
+		t.Fatalf("mosquitto_pub: %v\n%s", err, out)
+	}
+	waitFor(`sightd/e2e/model/install/reply {"ok":true,"request_id":"e2e","version":2}`)
+	waitFor(`"kind":"installed","version":2`)
+	waitFor(`"kind":"committed","version":2`)
+	waitFor(`"installed_version":"2"`)
+	cmd.Process.Signal(syscall.SIGTERM)
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("sightd run: %v\n%s", err, logs.String())
+	}
+	out, err := exec.Command(bin, "model", "status", "-c", cfgPath).CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "installed: version 2") || !strings.Contains(string(out), "floor: version 2") {
+		t.Fatalf("sightd model status: %v\n%s", err, out)
 	}
 }

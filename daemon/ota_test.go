@@ -3,10 +3,12 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"math"
 	"net/http"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -213,5 +215,43 @@ func TestOTAOverMQTT(t *testing.T) {
 	// After the commit only the running model's vectors are kept.
 	if versions, err := st.VectorVersions(context.Background()); err != nil || len(versions) != 1 || versions[0] != 2 {
 		t.Errorf("vector sets of versions %v (%v), want only 2's", versions, err)
+	}
+}
+
+// An installed version that fails its self-test at start (here: a model
+// file damaged on disk) is rolled back before anything runs, and the
+// rollback is reported once MQTT is up.
+func TestDamagedInstallRolledBackAtStart(t *testing.T) {
+	dir := t.TempDir()
+	key := otatest.Key(t)
+	cfg, _, _ := otaConfig(t, dir, key)
+	url := otatest.NewServer(t).Put("/v2.tar", otatest.Bundle(t, key, 2))
+	if v, err := installOffline(context.Background(), cfg, zerolog.Nop(), url, 2, nil, nil); err != nil || v != 2 {
+		t.Fatalf("install: %d, %v", v, err)
+	}
+	img := filepath.Join(cfg.OTA.Dir, "v2", "image.tflite")
+	data, err := os.ReadFile(img)
+	if err != nil {
+		t.Fatal(err)
+	}
+	data[len(data)/2] ^= 0xff
+	if err := os.WriteFile(img, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	d := &daemon{cfg: cfg, log: zerolog.Nop()}
+	d.rt = runtimeOptions(cfg.Model, nil)
+	defer d.close()
+	if err := d.openModel(context.Background()); err != nil {
+		t.Fatalf("start with a damaged install: %v", err)
+	}
+	if v := d.running.Load(); v != 1 {
+		t.Errorf("running version %d, want the configured bundle's 1", v)
+	}
+	if len(d.startEvents) != 1 || d.startEvents[0].Kind != "rolled_back" || d.startEvents[0].Version != 2 ||
+		!strings.Contains(d.startEvents[0].Err.Error(), "sha256 mismatch") {
+		t.Errorf("events at start: %+v", d.startEvents)
+	}
+	if _, _, err := d.models.Active(); !errors.Is(err, ota.ErrNoModel) {
+		t.Errorf("an installed version is still current: %v", err)
 	}
 }

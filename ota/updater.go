@@ -192,9 +192,6 @@ func (u *Updater) install(ctx context.Context, url string, version int64) (err e
 	if version != 0 && version <= floor {
 		return fmt.Errorf("ota: %w: version %d is not above %d", ErrOldVersion, version, floor)
 	}
-	if version > u.latestVersion() {
-		u.setLatest(version)
-	}
 	pol := Policy{Keys: u.Keys, Floor: floor, Now: u.now()}
 	dest := filepath.Join(u.Models.DownloadDir(), downloadName(url))
 	limit := func(partial *os.File) (int64, bool, error) {
@@ -215,6 +212,10 @@ func (u *Updater) install(ctx context.Context, url string, version int64) (err e
 		if version != 0 && v.Manifest.Version != version {
 			return 0, false, fmt.Errorf("ota: %w: the bundle is version %d, not %d", ErrVersionMismatch, v.Manifest.Version, version)
 		}
+		// Signed, so worth showing as available (a bare command's number
+		// is not).
+		version = v.Manifest.Version
+		u.setLatest(version)
 		return min(MaxTarSize(v, len(sig)), u.Config.MaxDownload), true, nil
 	}
 	progress := func(p Progress) {

@@ -18,10 +18,8 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/sightd/sightd/daemon/config"
-	"github.com/sightd/sightd/daemon/rules"
 	"github.com/sightd/sightd/ota"
 	"github.com/sightd/sightd/ota/otatest"
-	"github.com/sightd/sightd/store"
 )
 
 // otaConfig is a daemon on the looping street video with the demo bundle
@@ -187,23 +185,9 @@ func TestOTAOverMQTT(t *testing.T) {
 	}
 	stop()
 
-	scfg := store.Defaults()
-	scfg.Dir = filepath.Join(dir, "db")
-	st, err := store.Open(context.Background(), scfg, zerolog.Nop())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
-	dets, err := st.RecentDetections(context.Background(), 10000)
-	if err != nil {
-		t.Fatal(err)
-	}
+	st, dets := storedDetections(t, filepath.Join(dir, "db"))
 	byModel := map[int64]int{}
-	for _, d := range dets {
-		var det rules.Detection
-		if err := json.Unmarshal(d.JSON, &det); err != nil {
-			t.Fatal(err)
-		}
+	for _, det := range dets {
 		byModel[det.ModelVersion]++
 	}
 	if byModel[2] == 0 {

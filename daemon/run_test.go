@@ -170,24 +170,10 @@ mqtt: {broker: "tcp://%s", embedded_broker: {listen: %q}}
 		t.Fatal("the daemon did not stop")
 	}
 
-	scfg := store.Defaults()
-	scfg.Dir = filepath.Join(dir, "db")
-	st, err := store.Open(context.Background(), scfg, zerolog.Nop())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
-	dets, err := st.RecentDetections(context.Background(), 1000)
-	if err != nil {
-		t.Fatal(err)
-	}
+	st, dets := storedDetections(t, filepath.Join(dir, "db"))
 	byRule := map[string]int{}
 	byModel := map[int64]int{}
-	for _, d := range dets {
-		var det rules.Detection
-		if err := json.Unmarshal(d.JSON, &det); err != nil {
-			t.Fatal(err)
-		}
+	for _, det := range dets {
 		byRule[det.Rule]++
 		byModel[det.ModelVersion]++
 	}
@@ -210,6 +196,30 @@ mqtt: {broker: "tcp://%s", embedded_broker: {listen: %q}}
 	if byRule["dark-clothes"] == 0 || byRule["purple"] != 0 {
 		t.Errorf("detections %v: want dark-clothes changes and no purple", byRule)
 	}
+}
+
+// storedDetections opens the store in dir (closed when the test ends) and
+// returns it with its recent detections.
+func storedDetections(t *testing.T, dir string) (*store.Store, []rules.Detection) {
+	t.Helper()
+	cfg := store.Defaults()
+	cfg.Dir = dir
+	st, err := store.Open(context.Background(), cfg, zerolog.Nop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	recs, err := st.RecentDetections(context.Background(), 10000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dets := make([]rules.Detection, len(recs))
+	for i, r := range recs {
+		if err := json.Unmarshal(r.JSON, &dets[i]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return st, dets
 }
 
 // subscribe connects to the broker at addr (retrying until the daemon's

@@ -68,9 +68,10 @@ type Stats struct {
 	// EncodeErrors counts frames the encoder failed on (an error, or a
 	// vector that is zero or not finite): skipped, not fatal.
 	EncodeErrors atomic.Uint64
-	// EncodeNanos is the total time spent encoding regions; MatchNanos
-	// the time matching them against the rules and deciding.
-	EncodeNanos, MatchNanos atomic.Int64
+	// GateNanos is the total time in the motion gate; EncodeNanos the
+	// time encoding regions; MatchNanos the time matching them against
+	// the rules and deciding.
+	GateNanos, EncodeNanos, MatchNanos atomic.Int64
 	// LastProgress is the Unix time in nanoseconds when the loop last
 	// handled a frame or an outage: the watchdog's evidence of life.
 	LastProgress atomic.Int64
@@ -236,10 +237,12 @@ func (p *Pipeline) progress() {
 func (p *Pipeline) handle(ctx context.Context, f camera.Frame) error {
 	p.applyPending()
 	p.Stats.Frames.Add(1)
+	start := time.Now()
 	d, err := p.gate.Check(f.Mat, f.Time)
 	if err != nil {
 		return err
 	}
+	p.Stats.GateNanos.Add(int64(time.Since(start)))
 	if !d.Encode {
 		return nil
 	}
@@ -251,7 +254,7 @@ func (p *Pipeline) handle(ctx context.Context, f camera.Frame) error {
 		p.vecs = make([]float32, n*dim)
 	}
 	vecs := p.vecs[:n*dim]
-	start := time.Now()
+	start = time.Now()
 	if err := p.enc.Encode(f.Mat, p.rects, vecs); err != nil {
 		// A model that fails on some frames must not stop the camera: the
 		// frame is skipped, counted and, during an update's trial, held

@@ -43,6 +43,10 @@ type Frame struct {
 	// (open time plus the frame's position), so that time-based decisions
 	// come out the same however fast the file is read.
 	Time time.Time
+	// Gate is the motion gate's decision on this frame (merged with those
+	// of frames dropped before it), when the capture runs the gate
+	// (OpenGated); nil otherwise. It is valid until the next Next.
+	Gate *Decision
 }
 
 // Stats is a snapshot of a source's state and counters.
@@ -56,6 +60,8 @@ type Stats struct {
 	Delivered uint64      // frames returned by Next
 	Dropped   uint64      // frames replaced by a newer one before Next took them
 	Outages   uint64      // times the source became unavailable (a failed first open counts)
+	// GateNanos is the reader's total time in the motion gate (OpenGated).
+	GateNanos int64
 }
 
 // grabber is one opened backend.
@@ -87,10 +93,17 @@ type Capture struct {
 	closeOnce sync.Once
 
 	back gocv.Mat // the reader's, outside mu
+	// gate, when set (OpenGated), runs on every frame the reader decodes,
+	// on the reader's core; backD, midD and frontD are the decisions of
+	// back, mid and front, rotating with them.
+	gate  *Gate
+	backD Decision
 
 	mu      sync.Mutex
 	mid     gocv.Mat // newest frame
 	front   gocv.Mat // the consumer's
+	midD    Decision
+	frontD  Decision
 	midSeq  uint64
 	midTime time.Time
 	given   uint64 // Seq of the last frame returned
@@ -120,7 +133,35 @@ func Open(ctx context.Context, cfg Config, log zerolog.Logger) (*Capture, error)
 	return start(ctx, cfg, kind, open, log), nil
 }
 
+// OpenGated is Open with the motion gate (cfg.Gate) run by the reader
+// goroutine on every decoded frame: while the consumer works on one frame,
+// the next is decoded and gated on another core. Each Frame carries the
+// decision; when frames are dropped, their decisions are merged into the
+// next one, so motion or a keyframe on a dropped frame is not lost.
+func OpenGated(ctx context.Context, cfg Config, log zerolog.Logger) (*Capture, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	g, err := NewGate(cfg.Gate)
+	if err != nil {
+		return nil, &FieldError{Field: cfg.Field() + ".gate", Err: err}
+	}
+	spec, _ := ParseSource(cfg.Source)
+	open, kind, err := backend(cfg, spec)
+	if err != nil {
+		g.Close()
+		return nil, &FieldError{Field: cfg.Field() + ".source", Err: err}
+	}
+	log = log.With().Str("component", "camera").Str("camera", cfg.Name).
+		Str("source", spec.String()).Str("kind", kind.String()).Logger()
+	return startGated(ctx, cfg, kind, open, log, g), nil
+}
+
 func start(ctx context.Context, cfg Config, kind Kind, open func() (grabber, error), log zerolog.Logger) *Capture {
+	return startGated(ctx, cfg, kind, open, log, nil)
+}
+
+func startGated(ctx context.Context, cfg Config, kind Kind, open func() (grabber, error), log zerolog.Logger, gate *Gate) *Capture {
 	c := &Capture{
 		cfg: cfg, log: log, open: open,
 		file:       kind == Video || kind == Images,
@@ -133,6 +174,7 @@ func start(ctx context.Context, cfg Config, kind Kind, open func() (grabber, err
 		back:       gocv.NewMat(),
 		mid:        gocv.NewMat(),
 		front:      gocv.NewMat(),
+		gate:       gate,
 	}
 	c.stall.Stop()
 	c.timer.Stop()
@@ -160,9 +202,13 @@ func (c *Capture) Next(ctx context.Context) (Frame, error) {
 			return Frame{}, c.unavailable(err)
 		case c.midSeq > c.given:
 			c.mid, c.front = c.front, c.mid
+			c.midD, c.frontD = c.frontD, c.midD
 			c.given = c.midSeq
 			c.stats.Delivered++
 			f := Frame{Mat: c.front, Seq: c.given, Time: c.midTime}
+			if c.gate != nil {
+				f.Gate = &c.frontD
+			}
 			c.mu.Unlock()
 			notify(c.taken)
 			return f, nil
@@ -248,6 +294,9 @@ func notify(ch chan struct{}) {
 func (c *Capture) run(ctx context.Context) {
 	defer close(c.done)
 	defer c.back.Close()
+	if c.gate != nil {
+		defer c.gate.Close()
+	}
 	var (
 		attempt int
 		clock   mediaClock
@@ -311,9 +360,33 @@ func (c *Capture) pump(ctx context.Context, g grabber, clock *mediaClock) (int, 
 			}
 		}
 		n++
-		c.publish(t, n == 1, fps, fourcc)
+		var gated time.Duration
+		if c.gate != nil {
+			start := time.Now()
+			d, err := c.gate.Check(c.back, t)
+			if err != nil {
+				return n, err
+			}
+			gated = time.Since(start)
+			c.backD.Encode, c.backD.Motion, c.backD.Keyframe, c.backD.Ratio = d.Encode, d.Motion, d.Keyframe, d.Ratio
+			c.backD.Boxes = append(c.backD.Boxes[:0], d.Boxes...) // the gate reuses its slice
+		}
+		c.publish(t, n == 1, fps, fourcc, gated)
 	}
 	return n, ctx.Err()
+}
+
+// mergeDropped folds the decision of a frame that is being dropped into
+// the decision of the frame replacing it: the consumer still learns of the
+// motion (and where) or the keyframe it would have seen.
+func mergeDropped(next, dropped *Decision) {
+	if dropped.Motion && !next.Motion {
+		next.Boxes = append(next.Boxes[:0], dropped.Boxes...)
+		next.Ratio = dropped.Ratio
+	}
+	next.Motion = next.Motion || dropped.Motion
+	next.Keyframe = next.Keyframe || dropped.Keyframe
+	next.Encode = next.Motion || next.Keyframe
 }
 
 // mediaClock stamps file frames: one interval apart, starting when the file
@@ -348,7 +421,7 @@ func (c *Capture) waitTaken(ctx context.Context) bool {
 }
 
 // publish makes the reader's Mat the newest frame.
-func (c *Capture) publish(t time.Time, first bool, fps float64, fourcc string) {
+func (c *Capture) publish(t time.Time, first bool, fps float64, fourcc string, gated time.Duration) {
 	c.mu.Lock()
 	if c.closed {
 		c.mu.Unlock()
@@ -356,8 +429,13 @@ func (c *Capture) publish(t time.Time, first bool, fps float64, fourcc string) {
 	}
 	if c.midSeq > c.given {
 		c.stats.Dropped++
+		if c.gate != nil {
+			mergeDropped(&c.backD, &c.midD)
+		}
 	}
+	c.stats.GateNanos += int64(gated)
 	c.back, c.mid = c.mid, c.back
+	c.backD, c.midD = c.midD, c.backD
 	c.stats.Read++
 	c.midSeq, c.midTime = c.stats.Read, t
 	recovered := !c.stats.Available

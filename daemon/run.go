@@ -296,7 +296,9 @@ func (d *daemon) open(ctx context.Context) error {
 
 func (d *daemon) openCamera(ctx context.Context, cc camera.Config, set *rules.Set) (*pipeline.Pipeline, error) {
 	log := d.logFor("camera") // camera.Open and the pipeline name their component and camera
-	src, err := camera.Open(ctx, cc, log)
+	// The reader gates each frame on its own core while the pipeline
+	// encodes the one before.
+	src, err := camera.OpenGated(ctx, cc, log)
 	if err != nil {
 		return nil, err
 	}

@@ -120,17 +120,7 @@ var _ Source = (*Capture)(nil)
 // retried with back-off and Next reports ErrUnavailable meanwhile. Only
 // bad configuration is, a FieldError naming the camera.
 func Open(ctx context.Context, cfg Config, log zerolog.Logger) (*Capture, error) {
-	if err := cfg.Validate(); err != nil {
-		return nil, err
-	}
-	spec, _ := ParseSource(cfg.Source) // validated
-	open, kind, err := backend(cfg, spec)
-	if err != nil {
-		return nil, &FieldError{Field: cfg.Field() + ".source", Err: err}
-	}
-	log = log.With().Str("component", "camera").Str("camera", cfg.Name).
-		Str("source", spec.String()).Str("kind", kind.String()).Logger()
-	return start(ctx, cfg, kind, open, log), nil
+	return open(ctx, cfg, log, false)
 }
 
 // OpenGated is Open with the motion gate (cfg.Gate) run by the reader
@@ -139,22 +129,27 @@ func Open(ctx context.Context, cfg Config, log zerolog.Logger) (*Capture, error)
 // decision; when frames are dropped, their decisions are merged into the
 // next one, so motion or a keyframe on a dropped frame is not lost.
 func OpenGated(ctx context.Context, cfg Config, log zerolog.Logger) (*Capture, error) {
+	return open(ctx, cfg, log, true)
+}
+
+func open(ctx context.Context, cfg Config, log zerolog.Logger, gated bool) (*Capture, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	g, err := NewGate(cfg.Gate)
+	spec, _ := ParseSource(cfg.Source) // validated
+	openBackend, kind, err := backend(cfg, spec)
 	if err != nil {
-		return nil, &FieldError{Field: cfg.Field() + ".gate", Err: err}
-	}
-	spec, _ := ParseSource(cfg.Source)
-	open, kind, err := backend(cfg, spec)
-	if err != nil {
-		g.Close()
 		return nil, &FieldError{Field: cfg.Field() + ".source", Err: err}
+	}
+	var g *Gate
+	if gated {
+		if g, err = NewGate(cfg.Gate); err != nil {
+			return nil, &FieldError{Field: cfg.Field() + ".gate", Err: err}
+		}
 	}
 	log = log.With().Str("component", "camera").Str("camera", cfg.Name).
 		Str("source", spec.String()).Str("kind", kind.String()).Logger()
-	return startGated(ctx, cfg, kind, open, log, g), nil
+	return startGated(ctx, cfg, kind, openBackend, log, g), nil
 }
 
 func start(ctx context.Context, cfg Config, kind Kind, open func() (grabber, error), log zerolog.Logger) *Capture {

@@ -36,6 +36,22 @@ OPENCV_DATA      := $(DEPS_DIR)/opencv-data
 FACE_NPM         := @mediapipe/face_detection@0.4.1657300184
 FACE_INTEGRITY   := sha512-k5aYtTf7av7GwD3C9T4LJB/okHK/uJwFQSOmJ9OHZMlwg7SdYVMolRgDlA962OU7fIBKsrOA7f7BzD2gpzcAKw==
 
+# LiteRT 2.3.0, sightd's runtime: libLiteRt.so (the LiteRT C API, XNNPACK CPU
+# kernels) inside Google's ai-edge-litert wheels. pip fetches the wheel alone
+# (no Python package is installed); its sha256 is pinned per architecture and a
+# different file is refused. The wheel has no headers: quant/tflite/litert
+# declares the C API itself.
+LITERT_VERSION      := 2.3.0
+LITERT_SHA256_amd64 := 1f15078a6725d2357d9de9221664c29afa0545d807559c5f7199ce5e40b96b23
+LITERT_SHA256_arm64 := 853fc608f96da87bd5f3458465dfb9abbf18d5ae6b94eceacead407146f175ae
+LITERT_PLATFORM_amd64 := manylinux_2_27_x86_64
+LITERT_PLATFORM_arm64 := manylinux_2_27_aarch64
+LITERT_BUNDLED      := $(DEPS_DIR)/litert
+# Downloaded wheels are kept outside the work tree for the next clone.
+WHEEL_CACHE         ?= $(HOME)/.cache/sightd/wheels
+# LITERT_DIR may point at a user's own LiteRT build laid out as $(LITERT_DIR)/lib/libLiteRt.so.
+LITERT_DIR ?= $(LITERT_BUNDLED)/linux_$(ARCH)
+
 # TFLITE_DIR may point at a user's own LiteRT / TensorFlow Lite build laid out as
 # $(TFLITE_DIR)/include/tensorflow/lite/c/c_api.h and $(TFLITE_DIR)/lib/libtensorflowlite_c.so.
 # By default it is the bundled runtime for the target architecture.
@@ -45,7 +61,7 @@ export CGO_CFLAGS  := -I$(TFLITE_DIR)/include $(CGO_CFLAGS)
 # $ORIGIN/../lib/sightd first: an installed binary finds the runtime that
 # `make install` puts beside it. ($$ is make's $; the value reaches the linker
 # without a shell, so it takes no quotes.)
-export CGO_LDFLAGS := -Wl,-rpath,$$ORIGIN/../lib/sightd -L$(TFLITE_DIR)/lib -Wl,-rpath,$(TFLITE_DIR)/lib $(CGO_LDFLAGS)
+export CGO_LDFLAGS := -Wl,-rpath,$$ORIGIN/../lib/sightd -L$(LITERT_DIR)/lib -Wl,-rpath,$(LITERT_DIR)/lib -L$(TFLITE_DIR)/lib -Wl,-rpath,$(TFLITE_DIR)/lib $(CGO_LDFLAGS)
 
 GO_LDFLAGS := -X github.com/sightd/sightd/daemon/version.Version=$(VERSION)
 
@@ -86,9 +102,9 @@ else
 $(error ARCH=$(ARCH) on $(HOST_ARCH): only native builds and arm64 on amd64 are supported)
 endif
 
-.PHONY: deps deps-apt deps-tflite deps-fixtures deps-go demo-bundle bench-bundle bench-video bench-daemon build test bench fmt generate run clean
+.PHONY: deps deps-apt deps-litert deps-tflite deps-fixtures deps-go demo-bundle bench-bundle bench-video bench-daemon build test bench fmt generate run clean
 
-deps: deps-apt deps-tflite deps-fixtures deps-go
+deps: deps-apt deps-litert deps-tflite deps-fixtures deps-go
 
 deps-apt:
 	@missing=""; \
@@ -128,6 +144,30 @@ $(TFLITE_BUNDLED)/.stamp:
 	  cp "$(DEPS_DIR)"/npm-tflite/x/package/cc_deps/linux_$$a/*.so "$(TFLITE_BUNDLED)/linux_$$a/lib/"; \
 	done
 	rm -rf "$(DEPS_DIR)/npm-tflite"
+	touch $@
+
+# Unpacks libLiteRt.so for amd64 and arm64 from the verified wheels.
+deps-litert: $(LITERT_BUNDLED)/.stamp-$(LITERT_VERSION)
+	@test -f "$(LITERT_DIR)/lib/libLiteRt.so" || { echo "LITERT_DIR=$(LITERT_DIR): no lib/libLiteRt.so" >&2; exit 1; }
+	@echo "deps: LiteRT $(LITERT_VERSION) in $(LITERT_DIR)"
+
+$(LITERT_BUNDLED)/.stamp-$(LITERT_VERSION):
+	@command -v pip3 >/dev/null || command -v pip >/dev/null || { echo "deps: pip is needed to fetch ai-edge-litert (apt-get install python3-pip)" >&2; exit 1; }
+	rm -rf "$(LITERT_BUNDLED)" && mkdir -p "$(WHEEL_CACHE)"
+	@set -e; for a in amd64 arm64; do \
+	  case $$a in amd64) plat=$(LITERT_PLATFORM_amd64); sum=$(LITERT_SHA256_amd64);; arm64) plat=$(LITERT_PLATFORM_arm64); sum=$(LITERT_SHA256_arm64);; esac; \
+	  whl=$$(ls "$(WHEEL_CACHE)"/ai_edge_litert-$(LITERT_VERSION)-*-$$plat.whl 2>/dev/null | head -1 || true); \
+	  if [ -z "$$whl" ] || ! echo "$$sum  $$whl" | sha256sum -c --quiet - 2>/dev/null; then \
+	    rm -f "$(WHEEL_CACHE)"/ai_edge_litert-$(LITERT_VERSION)-*-$$plat.whl; \
+	    echo "deps: pip download ai-edge-litert==$(LITERT_VERSION) ($$plat)"; \
+	    $$(command -v pip3 || command -v pip) download -q --no-deps --only-binary=:all: --python-version 3.11 \
+	      --platform $$plat -d "$(WHEEL_CACHE)" ai-edge-litert==$(LITERT_VERSION); \
+	    whl=$$(ls "$(WHEEL_CACHE)"/ai_edge_litert-$(LITERT_VERSION)-*-$$plat.whl); \
+	  fi; \
+	  if ! echo "$$sum  $$whl" | sha256sum -c --quiet -; then echo "deps: $$whl: sha256 mismatch, want $$sum" >&2; exit 1; fi; \
+	  mkdir -p "$(LITERT_BUNDLED)/linux_$$a/lib"; \
+	  unzip -q -o -j "$$whl" ai_edge_litert/libLiteRt.so -d "$(LITERT_BUNDLED)/linux_$$a/lib"; \
+	done
 	touch $@
 
 # Test fixtures nobody here wrote: MediaPipe's float face detector (a foreign
@@ -198,17 +238,17 @@ $(CROSS_SYSROOT)/.stamp:
 	done; echo "deps-cross: $$n arm64 packages unpacked into $(CROSS_SYSROOT)"
 	touch $@
 
-build: deps-tflite $(CROSS_DEPS)
+build: deps-litert deps-tflite $(CROSS_DEPS)
 	$(GO) build $(GO_TAGS) -trimpath -ldflags '$(GO_LDFLAGS)' -o $(SIGHTD_BIN) ./daemon
 
 # A small real model bundle generated by quant/modelgen/demo (never downloaded).
-demo-bundle: deps-tflite
+demo-bundle: deps-litert deps-tflite
 	rm -rf bin/demo-bundle bin/demo-bundle.tar.gz
 	$(GO) run ./quant/modelgen/demo/cmd/demo-bundle -o bin/demo-bundle -tar bin/demo-bundle.tar.gz
 
 # The benchmark bundle (MobileNetV2-like int8 image tower, 512-d) and a
 # 1280x720 MJPG street video, for `sightd bench`.
-bench-bundle: deps-tflite
+bench-bundle: deps-litert deps-tflite
 	rm -rf bin/bench-bundle
 	$(GO) run ./quant/modelgen/demo/cmd/demo-bundle -bench -o bin/bench-bundle
 
@@ -245,7 +285,7 @@ test-arm64:
 # QEMU_LD_PREFIX: the arm64 loader and libraries come from the sysroot; the
 # binfmt_misc entry lets a test re-execute its own arm64 binary (store's crash
 # test), as Debian registers it on a machine that runs systemd-binfmt.
-test-arm64-run: deps-tflite deps-fixtures $(CROSS_DEPS)
+test-arm64-run: deps-litert deps-tflite deps-fixtures $(CROSS_DEPS)
 	@test "$(ARCH)-$(HOST_ARCH)" = arm64-amd64 || { echo "test-arm64: run it as 'make test-arm64' on amd64" >&2; exit 1; }
 	@if [ ! -e $(BINFMT)/qemu-aarch64 ]; then \
 	  mountpoint -q $(BINFMT) || $(SUDO) mount -t binfmt_misc binfmt_misc $(BINFMT) || true; \
@@ -300,7 +340,7 @@ ISUDO   := $(if $(DESTDIR),,$(SUDO))
 install: build
 	$(ISUDO) install -D -m 0755 bin/sightd "$(DESTDIR)$(BINDIR)/sightd"
 	$(ISUDO) install -d -m 0755 "$(DESTDIR)$(LIBDIR)"
-	$(ISUDO) install -m 0644 "$(TFLITE_DIR)"/lib/*.so "$(DESTDIR)$(LIBDIR)/"
+	$(ISUDO) install -m 0644 "$(LITERT_DIR)"/lib/libLiteRt.so "$(TFLITE_DIR)"/lib/*.so "$(DESTDIR)$(LIBDIR)/"
 	$(ISUDO) install -D -m 0644 systemd/sightd.service "$(DESTDIR)$(UNITDIR)/sightd.service"
 	@if [ -z "$(DESTDIR)" ] && ! getent passwd sightd >/dev/null; then \
 	  echo "install: creating the system user sightd (groups sightd, video)"; \

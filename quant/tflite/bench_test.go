@@ -2,6 +2,7 @@ package tflite_test
 
 import (
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 
@@ -40,24 +41,36 @@ func benchEncoder(b *testing.B, p modelgen.Precision) []byte {
 	return benchModels[p]
 }
 
+// invokeConfigs are the runtime configurations BenchmarkInvoke compares, named
+// <runtime>/<kernels>: LiteRT's CPU kernels are XNNPACK's; TensorFlow Lite
+// 2.9 runs its built-in kernels unless the XNNPACK delegate is applied.
+var invokeConfigs = []struct {
+	name string
+	opts tflite.Options
+}{
+	{"litert/xnnpack", tflite.Options{Runtime: tflite.RuntimeLiteRT}},
+	{"tflite2.9/xnnpack", tflite.Options{Runtime: tflite.RuntimeTFLite29, XNNPACK: true}},
+	{"tflite2.9/builtin", tflite.Options{Runtime: tflite.RuntimeTFLite29}},
+}
+
 // BenchmarkInvoke is one invoke of the benchmark encoder in each runtime
-// configuration. Reported: ns/op and GMAC/s.
+// configuration, named BenchmarkInvoke/<runtime>/<precision>/<kernels>/threads=N
+// so that numbers compare over time. Reported: ns/op and GMAC/s.
 func BenchmarkInvoke(b *testing.B) {
-	for _, p := range []modelgen.Precision{modelgen.Int8Full, modelgen.Float} {
-		for _, xnn := range []bool{false, true} {
+	for _, c := range invokeConfigs {
+		rt, kernels, _ := strings.Cut(c.name, "/")
+		for _, p := range []modelgen.Precision{modelgen.Int8Full, modelgen.Float} {
 			for _, threads := range []int{1, 2} {
-				kernels := "builtin"
-				if xnn {
-					kernels = "xnnpack"
-				}
-				name := fmt.Sprintf("%s/%s/threads=%d", p, kernels, threads)
+				name := fmt.Sprintf("%s/%s/%s/threads=%d", rt, p, kernels, threads)
 				b.Run(name, func(b *testing.B) {
 					m, err := tflite.NewModel(benchEncoder(b, p))
 					if err != nil {
 						b.Fatal(err)
 					}
 					defer m.Close()
-					ip, err := tflite.NewInterpreter(m, tflite.Options{Threads: threads, XNNPACK: xnn})
+					o := c.opts
+					o.Threads = threads
+					ip, err := tflite.NewInterpreter(m, o)
 					if err != nil {
 						b.Fatal(err)
 					}

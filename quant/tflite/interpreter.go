@@ -1,18 +1,14 @@
 package tflite
 
-/*
-#include <stdlib.h>
-#include "tensorflow/lite/c/c_api.h"
-#include "shim.h"
-*/
-import "C"
-
 import (
 	"fmt"
 	"runtime"
-	"unsafe"
+	"slices"
 
 	"github.com/rs/zerolog"
+
+	"github.com/sightd/sightd/quant/tflite/litert"
+	"github.com/sightd/sightd/quant/tflite/tfl29"
 )
 
 // EdgeTPUMode says whether to use a Coral Edge TPU.
@@ -21,35 +17,32 @@ type EdgeTPUMode int
 const (
 	// EdgeTPUOff never loads the Edge TPU delegate.
 	EdgeTPUOff EdgeTPUMode = iota
-	// EdgeTPUAuto uses an Edge TPU when the library and a device are present,
-	// and otherwise falls back to the CPU, logging the reason.
+	// EdgeTPUAuto uses an Edge TPU for a model compiled for it when the
+	// library and a device are present, and otherwise runs on the CPU,
+	// logging the reason.
 	EdgeTPUAuto
 	// EdgeTPURequire fails with ErrNoEdgeTPU when no Edge TPU can be used.
 	EdgeTPURequire
 )
 
-// XNNPACK delegate flags (tensorflow/lite/delegates/xnnpack/xnnpack_delegate.h).
-const (
-	xnnpackFlagQS8 = 0x1 // signed int8 kernels
-	xnnpackFlagQU8 = 0x2 // unsigned int8 kernels
-)
-
 // Defaults for Options' library names; the dynamic loader resolves them
 // (through the binary's rpath for the bundled runtime).
 const (
-	DefaultEdgeTPULibrary          = "libedgetpu.so.1"
-	DefaultExternalDelegateLibrary = "libexternal_delegate_obj.so"
+	DefaultEdgeTPULibrary          = tfl29.DefaultEdgeTPULibrary
+	DefaultExternalDelegateLibrary = tfl29.DefaultExternalDelegateLibrary
 )
 
 // Options configure an interpreter.
 type Options struct {
-	// Threads for the kernels and the XNNPACK thread pool; 0 or less lets the
-	// runtime decide.
+	// Runtime picks the runtime; RuntimeAuto (the zero value) is LiteRT
+	// unless an Edge TPU model meets an Edge TPU.
+	Runtime Runtime
+	// Threads for the CPU kernels; 0 or less lets the runtime decide.
 	Threads int
-	// XNNPACK applies the XNNPACK delegate with its float, int8 (QS8) and uint8
-	// (QU8) kernels. The 2.9 runtime does not apply it by default.
+	// XNNPACK applies TensorFlow Lite 2.9's XNNPACK delegate (float, QS8 and
+	// QU8 kernels). LiteRT's CPU kernels are XNNPACK's whatever this says.
 	XNNPACK bool
-	// EdgeTPU selects the Coral Edge TPU through the external delegate.
+	// EdgeTPU selects the Coral Edge TPU (through TensorFlow Lite 2.9).
 	EdgeTPU EdgeTPUMode
 	// EdgeTPULibrary is the delegate plugin; DefaultEdgeTPULibrary when empty.
 	EdgeTPULibrary string
@@ -62,176 +55,135 @@ type Options struct {
 	Log *zerolog.Logger
 }
 
-// Interpreter runs a model. It is not safe for concurrent use: give each
-// goroutine its own interpreter (they may share one Model).
+// Interpreter runs a model on one runtime. It is not safe for concurrent use:
+// give each goroutine its own interpreter (they may share one Model).
 type Interpreter struct {
 	model   *Model
-	opts    *C.TfLiteInterpreterOptions
-	it      *C.TfLiteInterpreter
-	eb      *C.sightd_errbuf // C memory: the runtime keeps the pointer
-	xnn     *C.TfLiteDelegate
-	ext     *C.sightd_external
-	accels  []string
+	runtime Runtime
+	lr      *litert.Runner
+	t29     *tfl29.Interpreter
 	inputs  []*Tensor
 	outputs []*Tensor
-	// allocated is false until AllocateTensors succeeds and again after an
-	// input is resized; Invoke refuses to run on unallocated tensors.
+	// LiteRT: input shapes asked for by ResizeInput, applied by
+	// AllocateTensors (the classic API's order of calls).
+	pending   map[int][]int
 	allocated bool
 }
 
-// NewInterpreter creates an interpreter for m. Delegates are applied here;
-// call AllocateTensors before the first Invoke.
-func NewInterpreter(m *Model, o Options) (_ *Interpreter, err error) {
-	cm, err := m.acquire()
+// NewInterpreter creates an interpreter for m on the runtime o selects. Call
+// AllocateTensors before the first Invoke.
+func NewInterpreter(m *Model, o Options) (*Interpreter, error) {
+	rt, err := m.choose(o)
 	if err != nil {
 		return nil, err
 	}
-	ip := &Interpreter{model: m}
-	defer func() {
+	ip := &Interpreter{model: m, runtime: rt}
+	switch rt {
+	case RuntimeTFLite29:
+		cm, err := m.classic()
 		if err != nil {
-			ip.Close()
+			return nil, err
 		}
-	}()
-	ip.eb = (*C.sightd_errbuf)(C.calloc(1, C.size_t(unsafe.Sizeof(C.sightd_errbuf{}))))
-	ip.opts = C.TfLiteInterpreterOptionsCreate()
-	if ip.eb == nil || ip.opts == nil {
-		return nil, fmt.Errorf("%w: out of memory creating options", ErrRuntime)
-	}
-	C.sightd_set_reporter(ip.opts, ip.eb)
-	threads := o.Threads
-	if threads <= 0 {
-		threads = -1
-	}
-	C.TfLiteInterpreterOptionsSetNumThreads(ip.opts, C.int32_t(threads))
-
-	// The Edge TPU first, so that it claims its custom ops; XNNPACK then takes
-	// what it can of the rest.
-	if o.EdgeTPU != EdgeTPUOff {
-		if err := ip.addEdgeTPU(o); err != nil {
-			if o.EdgeTPU == EdgeTPURequire {
-				return nil, err
-			}
-			if o.Log != nil {
-				o.Log.Warn().Err(err).Msg("Edge TPU not used; running on the CPU")
-			}
+		ip.t29, err = tfl29.NewInterpreter(cm, tfl29.Options{
+			Threads: o.Threads, XNNPACK: o.XNNPACK, EdgeTPU: tfl29.EdgeTPUMode(o.EdgeTPU),
+			EdgeTPULibrary: o.EdgeTPULibrary, EdgeTPUDevice: o.EdgeTPUDevice,
+			ExternalDelegateLibrary: o.ExternalDelegateLibrary, Log: o.Log,
+		})
+		if err != nil {
+			return nil, err
+		}
+		for i := range ip.t29.InputCount() {
+			ip.inputs = append(ip.inputs, &Tensor{ip: ip, t29: ip.t29.Input(i)})
+		}
+		for i := range ip.t29.OutputCount() {
+			ip.outputs = append(ip.outputs, &Tensor{ip: ip, t29: ip.t29.Output(i)})
+		}
+	default:
+		if m.closed {
+			return nil, fmt.Errorf("model: %w", ErrClosed)
+		}
+		ip.lr, err = litert.NewRunner(m.lr, litert.Options{Threads: o.Threads})
+		if err != nil {
+			return nil, err
+		}
+		for _, t := range ip.lr.Inputs() {
+			ip.inputs = append(ip.inputs, &Tensor{ip: ip, lr: t})
+		}
+		for _, t := range ip.lr.Outputs() {
+			ip.outputs = append(ip.outputs, &Tensor{ip: ip, lr: t})
 		}
 	}
-	if o.XNNPACK {
-		n := o.Threads
-		if n <= 0 {
-			n = 1
-		}
-		ip.xnn = C.sightd_xnnpack_create(C.int32_t(n), xnnpackFlagQS8|xnnpackFlagQU8)
-		if ip.xnn == nil {
-			return nil, fmt.Errorf("%w: XNNPACK delegate could not be created", ErrRuntime)
-		}
-		C.TfLiteInterpreterOptionsAddDelegate(ip.opts, ip.xnn)
-		ip.accels = append(ip.accels, "xnnpack")
-	}
-	if len(ip.accels) == 0 {
-		ip.accels = append(ip.accels, "cpu")
-	}
-
-	ip.it = C.TfLiteInterpreterCreate(cm, ip.opts)
-	if ip.it == nil {
-		msg := errorText(ip.eb)
-		if msg == "" {
-			msg = "no reason given"
-		}
-		return nil, fmt.Errorf("%w: create interpreter: %s", ErrRuntime, msg)
-	}
-	ip.inputs = make([]*Tensor, int(C.TfLiteInterpreterGetInputTensorCount(ip.it)))
-	ip.outputs = make([]*Tensor, int(C.TfLiteInterpreterGetOutputTensorCount(ip.it)))
-	for i := range ip.inputs {
-		ip.inputs[i] = &Tensor{ip: ip}
-	}
-	for i := range ip.outputs {
-		ip.outputs[i] = &Tensor{ip: ip}
-	}
-	ip.refreshTensors()
 	runtime.SetFinalizer(ip, (*Interpreter).Close)
 	return ip, nil
 }
 
-func (ip *Interpreter) addEdgeTPU(o Options) error {
-	plugin := o.EdgeTPULibrary
-	if plugin == "" {
-		plugin = DefaultEdgeTPULibrary
+// choose picks the runtime: TensorFlow Lite 2.9 where the Edge TPU is
+// required, or wanted for a model compiled for it; LiteRT otherwise.
+func (m *Model) choose(o Options) (Runtime, error) {
+	if o.Runtime == RuntimeLiteRT && o.EdgeTPU == EdgeTPURequire {
+		return 0, fmt.Errorf("%w: LiteRT cannot load the Edge TPU delegate; use runtime auto or tflite2.9", ErrNoEdgeTPU)
 	}
-	obj := o.ExternalDelegateLibrary
-	if obj == "" {
-		obj = DefaultExternalDelegateLibrary
+	if o.Runtime != RuntimeAuto {
+		return o.Runtime, nil
 	}
-	cplugin, cobj := C.CString(plugin), C.CString(obj)
-	defer C.free(unsafe.Pointer(cplugin))
-	defer C.free(unsafe.Pointer(cobj))
-
-	var keys, vals []*C.char
-	if o.EdgeTPUDevice != "" {
-		keys = append(keys, C.CString("device"))
-		vals = append(vals, C.CString(o.EdgeTPUDevice))
-	}
-	defer func() {
-		for i := range keys {
-			C.free(unsafe.Pointer(keys[i]))
-			C.free(unsafe.Pointer(vals[i]))
+	switch o.EdgeTPU {
+	case EdgeTPURequire:
+		return RuntimeTFLite29, nil
+	case EdgeTPUAuto:
+		tpu, err := m.ForEdgeTPU()
+		if err != nil {
+			return 0, err
 		}
-	}()
-	// The arrays of C pointers must live in C memory to be passed to C.
-	n := len(keys)
-	ptrSize := C.size_t(unsafe.Sizeof((*C.char)(nil)))
-	ckeys := (**C.char)(C.calloc(C.size_t(n+1), ptrSize))
-	cvals := (**C.char)(C.calloc(C.size_t(n+1), ptrSize))
-	defer C.free(unsafe.Pointer(ckeys))
-	defer C.free(unsafe.Pointer(cvals))
-	copy(unsafe.Slice(ckeys, n+1), keys)
-	copy(unsafe.Slice(cvals, n+1), vals)
-
-	var reason [512]C.char
-	ext := C.sightd_external_create(cobj, cplugin, ckeys, cvals, C.int(n), &reason[0], C.size_t(len(reason)))
-	if ext == nil {
-		return fmt.Errorf("%w: %s", ErrNoEdgeTPU, C.GoString(&reason[0]))
+		if tpu {
+			return RuntimeTFLite29, nil
+		}
 	}
-	ip.ext = ext
-	C.TfLiteInterpreterOptionsAddDelegate(ip.opts, C.sightd_external_delegate(ext))
-	ip.accels = append(ip.accels, "edgetpu")
-	return nil
+	return RuntimeLiteRT, nil
 }
 
-// Accelerators names the delegates applied, in order ("edgetpu", "xnnpack"),
-// or "cpu" when only the built-in kernels run.
-func (ip *Interpreter) Accelerators() []string { return append([]string(nil), ip.accels...) }
+// Runtime is the runtime that runs this interpreter.
+func (ip *Interpreter) Runtime() Runtime { return ip.runtime }
 
-// refreshTensors re-reads the tensor pointers after the graph's buffers moved.
-func (ip *Interpreter) refreshTensors() {
-	for i, t := range ip.inputs {
-		t.t = C.TfLiteInterpreterGetInputTensor(ip.it, C.int32_t(i))
+// Accelerators names the kernels and delegates in use, in order: "edgetpu",
+// "xnnpack", or "cpu" when only TensorFlow Lite 2.9's built-in kernels run.
+// LiteRT's CPU accelerator is XNNPACK.
+func (ip *Interpreter) Accelerators() []string {
+	if ip.t29 != nil {
+		return ip.t29.Accelerators()
 	}
-	for i, t := range ip.outputs {
-		t.t = C.TfLiteInterpreterGetOutputTensor(ip.it, C.int32_t(i))
-	}
+	return []string{"xnnpack"}
 }
+
+// FullyAccelerated reports whether LiteRT's XNNPACK took every op of the
+// model (false on TensorFlow Lite 2.9).
+func (ip *Interpreter) FullyAccelerated() bool { return ip.lr != nil && ip.lr.FullyAccelerated() }
 
 func (ip *Interpreter) live() error {
-	if ip.it == nil {
+	if ip.model == nil {
 		return fmt.Errorf("interpreter: %w", ErrClosed)
 	}
-	C.sightd_errbuf_reset(ip.eb)
 	return nil
 }
 
 // AllocateTensors plans and allocates the tensors. Required before the first
-// Invoke and after ResizeInput. Views from Tensor.Bytes or View are invalid
-// afterwards.
+// Invoke and after ResizeInput. Views from View are invalid afterwards.
 func (ip *Interpreter) AllocateTensors() error {
 	if err := ip.live(); err != nil {
 		return err
 	}
-	st := C.TfLiteInterpreterAllocateTensors(ip.it)
-	ip.refreshTensors()
-	if err := statusErr("allocate tensors", st, ip.eb); err != nil {
-		ip.allocated = false
+	if ip.t29 != nil {
+		err := ip.t29.AllocateTensors()
+		ip.allocated = err == nil
 		return err
+	}
+	for i, shape := range ip.pending {
+		if !slices.Equal(shape, ip.inputs[i].lr.Shape()) {
+			if err := ip.lr.ResizeInput(i, shape); err != nil {
+				ip.allocated = false
+				return fmt.Errorf("allocate tensors: %w", err)
+			}
+		}
+		delete(ip.pending, i)
 	}
 	ip.allocated = true
 	return nil
@@ -243,23 +195,27 @@ func (ip *Interpreter) ResizeInput(i int, shape []int) error {
 	if err := ip.live(); err != nil {
 		return err
 	}
+	if ip.t29 != nil {
+		ip.allocated = false
+		return ip.t29.ResizeInput(i, shape)
+	}
 	if i < 0 || i >= len(ip.inputs) {
 		return fmt.Errorf("%w: input %d of %d", ErrIndex, i, len(ip.inputs))
 	}
 	if len(shape) == 0 {
 		return fmt.Errorf("%w: resize input %d to an empty shape", ErrTensorMismatch, i)
 	}
-	dims := make([]C.int, len(shape))
 	for k, d := range shape {
 		if d <= 0 {
 			return fmt.Errorf("%w: resize input %d: dimension %d is %d", ErrTensorMismatch, i, k, d)
 		}
-		dims[k] = C.int(d)
 	}
-	st := C.TfLiteInterpreterResizeInputTensor(ip.it, C.int32_t(i), &dims[0], C.int32_t(len(dims)))
+	if ip.pending == nil {
+		ip.pending = map[int][]int{}
+	}
+	ip.pending[i] = slices.Clone(shape)
 	ip.allocated = false
-	ip.refreshTensors()
-	return statusErr(fmt.Sprintf("resize input %d", i), st, ip.eb)
+	return nil
 }
 
 // Invoke runs the model once on the current input tensors.
@@ -270,7 +226,10 @@ func (ip *Interpreter) Invoke() error {
 	if !ip.allocated {
 		return fmt.Errorf("invoke: %w (call AllocateTensors first)", ErrNotAllocated)
 	}
-	return statusErr("invoke", C.TfLiteInterpreterInvoke(ip.it), ip.eb)
+	if ip.t29 != nil {
+		return ip.t29.Invoke()
+	}
+	return ip.lr.Invoke()
 }
 
 // InputCount is the number of model inputs.
@@ -296,40 +255,19 @@ func (ip *Interpreter) Output(i int) *Tensor {
 	return ip.outputs[i]
 }
 
-// Close frees the interpreter, then its delegates, options and error buffer
-// (the reverse of creation), and releases the model. Closing twice is a no-op.
+// Close frees the interpreter and releases the model. Closing twice is a no-op.
 func (ip *Interpreter) Close() error {
 	if ip.model == nil {
 		return nil
 	}
-	if ip.it != nil {
-		C.TfLiteInterpreterDelete(ip.it)
-		ip.it = nil
+	var err error
+	if ip.t29 != nil {
+		err = ip.t29.Close()
 	}
-	for _, t := range ip.inputs {
-		t.t = nil
+	if ip.lr != nil {
+		err = ip.lr.Close()
 	}
-	for _, t := range ip.outputs {
-		t.t = nil
-	}
-	if ip.xnn != nil {
-		C.sightd_xnnpack_delete(ip.xnn)
-		ip.xnn = nil
-	}
-	if ip.ext != nil {
-		C.sightd_external_delete(ip.ext)
-		ip.ext = nil
-	}
-	if ip.opts != nil {
-		C.TfLiteInterpreterOptionsDelete(ip.opts)
-		ip.opts = nil
-	}
-	if ip.eb != nil {
-		C.free(unsafe.Pointer(ip.eb))
-		ip.eb = nil
-	}
-	ip.model.release()
 	ip.model = nil
 	runtime.SetFinalizer(ip, nil)
-	return nil
+	return err
 }

@@ -1,31 +1,37 @@
 package tflite
 
-/*
-#include "tensorflow/lite/c/c_api.h"
-#include "tensorflow/lite/c/common.h"
-*/
-import "C"
-
 import (
 	"fmt"
+	"slices"
 	"unsafe"
+
+	"github.com/sightd/sightd/quant/tflite/litert"
+	"github.com/sightd/sightd/quant/tflite/tfl29"
 )
 
-// TensorType is a tensor's element type (TfLiteType).
+// TensorType is a tensor's element type; the values are TfLiteType's, which
+// LiteRT shares.
 type TensorType int
 
-// The element types sightd uses; values are TfLiteType's.
+// The element types sightd uses.
 const (
-	NoType  TensorType = C.kTfLiteNoType
-	Float32 TensorType = C.kTfLiteFloat32
-	Int32   TensorType = C.kTfLiteInt32
-	UInt8   TensorType = C.kTfLiteUInt8
-	Int64   TensorType = C.kTfLiteInt64
-	Int16   TensorType = C.kTfLiteInt16
-	Int8    TensorType = C.kTfLiteInt8
+	NoType  TensorType = 0
+	Float32 TensorType = 1
+	Int32   TensorType = 2
+	UInt8   TensorType = 3
+	Int64   TensorType = 4
+	Int16   TensorType = 7
+	Int8    TensorType = 9
 )
 
-func (t TensorType) String() string { return C.GoString(C.TfLiteTypeGetName(C.TfLiteType(t))) }
+var typeNames = map[TensorType]string{NoType: "NOTYPE", Float32: "FLOAT32", Int32: "INT32", UInt8: "UINT8", Int64: "INT64", Int16: "INT16", Int8: "INT8"}
+
+func (t TensorType) String() string {
+	if s, ok := typeNames[t]; ok {
+		return s
+	}
+	return fmt.Sprintf("TYPE(%d)", int(t))
+}
 
 // Elem is a Go element type that maps onto a tensor type.
 type Elem interface {
@@ -54,15 +60,16 @@ func TypeOf[T Elem]() TensorType {
 // Tensor is an input or output of an Interpreter. It is valid while the
 // interpreter is open.
 type Tensor struct {
-	ip *Interpreter
-	t  *C.TfLiteTensor
+	ip  *Interpreter
+	lr  *litert.Tensor
+	t29 *tfl29.Tensor
 }
 
 func (t *Tensor) ok() error {
 	if t == nil {
 		return fmt.Errorf("%w: nil tensor", ErrIndex)
 	}
-	if t.t == nil {
+	if t.ip.model == nil {
 		return fmt.Errorf("tensor: %w", ErrClosed)
 	}
 	return nil
@@ -73,7 +80,10 @@ func (t *Tensor) Name() string {
 	if t.ok() != nil {
 		return ""
 	}
-	return C.GoString(C.TfLiteTensorName(t.t))
+	if t.t29 != nil {
+		return t.t29.Name()
+	}
+	return t.lr.Name()
 }
 
 // Type is the element type.
@@ -81,40 +91,48 @@ func (t *Tensor) Type() TensorType {
 	if t.ok() != nil {
 		return NoType
 	}
-	return TensorType(C.TfLiteTensorType(t.t))
+	if t.t29 != nil {
+		return TensorType(t.t29.Type())
+	}
+	return TensorType(t.lr.Type())
+}
+
+// Shape is the tensor's dimensions (a new slice). An input resized but not
+// yet allocated shows its new shape.
+func (t *Tensor) Shape() []int {
+	if t.ok() != nil {
+		return nil
+	}
+	if t.t29 != nil {
+		return t.t29.Shape()
+	}
+	for i, in := range t.ip.inputs {
+		if in == t {
+			if s, ok := t.ip.pending[i]; ok {
+				return slices.Clone(s)
+			}
+		}
+	}
+	return t.lr.Shape()
 }
 
 // NumDims is the number of dimensions.
-func (t *Tensor) NumDims() int {
-	if t.ok() != nil {
-		return 0
-	}
-	return int(C.TfLiteTensorNumDims(t.t))
-}
+func (t *Tensor) NumDims() int { return len(t.Shape()) }
 
 // Dim is the size of dimension i.
 func (t *Tensor) Dim(i int) int {
-	if t.ok() != nil || i < 0 || i >= t.NumDims() {
+	s := t.Shape()
+	if i < 0 || i >= len(s) {
 		return 0
 	}
-	return int(C.TfLiteTensorDim(t.t, C.int32_t(i)))
-}
-
-// Shape is the tensor's dimensions (a new slice).
-func (t *Tensor) Shape() []int {
-	n := t.NumDims()
-	s := make([]int, n)
-	for i := range s {
-		s[i] = t.Dim(i)
-	}
-	return s
+	return s[i]
 }
 
 // NumElements is the product of the dimensions.
 func (t *Tensor) NumElements() int {
 	n := 1
-	for i := 0; i < t.NumDims(); i++ {
-		n *= t.Dim(i)
+	for _, d := range t.Shape() {
+		n *= d
 	}
 	return n
 }
@@ -124,61 +142,71 @@ func (t *Tensor) ByteSize() int {
 	if t.ok() != nil {
 		return 0
 	}
-	return int(C.TfLiteTensorByteSize(t.t))
+	if t.t29 != nil {
+		return t.t29.ByteSize()
+	}
+	return t.lr.ByteSize()
 }
 
 // Quantization returns the per-tensor affine parameters: real = scale *
-// (q - zeroPoint). Scale is 0 for a tensor that is not quantized.
+// (q - zeroPoint). Scale is 0 for a tensor that is not quantized per tensor.
 func (t *Tensor) Quantization() (scale float32, zeroPoint int32) {
 	if t.ok() != nil {
 		return 0, 0
 	}
-	q := C.TfLiteTensorQuantizationParams(t.t)
-	return float32(q.scale), int32(q.zero_point)
+	if t.t29 != nil {
+		return t.t29.Quantization()
+	}
+	return t.lr.Quantization()
 }
 
-func (t *Tensor) check(want TensorType, n int, what string) error {
+// data checks that the tensor may be read or written as n bytes of want and
+// returns its memory.
+func (t *Tensor) data(want TensorType, n int, what string) (unsafe.Pointer, error) {
 	if err := t.ok(); err != nil {
-		return err
+		return nil, err
 	}
 	if !t.ip.allocated {
-		return fmt.Errorf("%s %q: %w", what, t.Name(), ErrNotAllocated)
+		return nil, fmt.Errorf("%s %q: %w", what, t.Name(), ErrNotAllocated)
 	}
 	if got := t.Type(); got != want {
-		return fmt.Errorf("%w: %s %q: tensor is %s, data is %s", ErrTensorMismatch, what, t.Name(), got, want)
+		return nil, fmt.Errorf("%w: %s %q: tensor is %s, data is %s", ErrTensorMismatch, what, t.Name(), got, want)
 	}
 	if need := t.ByteSize(); n != need {
-		return fmt.Errorf("%w: %s %q: %d bytes for a %d-byte tensor %v", ErrTensorMismatch, what, t.Name(), n, need, t.Shape())
+		return nil, fmt.Errorf("%w: %s %q: %d bytes for a %d-byte tensor %v", ErrTensorMismatch, what, t.Name(), n, need, t.Shape())
 	}
-	return nil
+	var p unsafe.Pointer
+	if t.t29 != nil {
+		p = t.t29.Data()
+	} else {
+		p = t.lr.Data()
+	}
+	if p == nil && n > 0 {
+		return nil, fmt.Errorf("%s %q: %w", what, t.Name(), ErrNotAllocated)
+	}
+	return p, nil
 }
 
 // CopyIn copies src into the tensor; its type and length must match exactly.
 func CopyIn[T Elem](t *Tensor, src []T) error {
-	var z T
-	n := len(src) * int(unsafe.Sizeof(z))
-	if err := t.check(TypeOf[T](), n, "copy into"); err != nil {
+	n := len(src) * int(unsafe.Sizeof(*new(T)))
+	p, err := t.data(TypeOf[T](), n, "copy into")
+	if err != nil || n == 0 {
 		return err
 	}
-	if n == 0 {
-		return nil
-	}
-	st := C.TfLiteTensorCopyFromBuffer(t.t, unsafe.Pointer(&src[0]), C.size_t(n))
-	return statusErr("copy into tensor", st, t.ip.eb)
+	copy(unsafe.Slice((*T)(p), len(src)), src)
+	return nil
 }
 
 // CopyOut copies the tensor into dst; its type and length must match exactly.
 func CopyOut[T Elem](t *Tensor, dst []T) error {
-	var z T
-	n := len(dst) * int(unsafe.Sizeof(z))
-	if err := t.check(TypeOf[T](), n, "copy out of"); err != nil {
+	n := len(dst) * int(unsafe.Sizeof(*new(T)))
+	p, err := t.data(TypeOf[T](), n, "copy out of")
+	if err != nil || n == 0 {
 		return err
 	}
-	if n == 0 {
-		return nil
-	}
-	st := C.TfLiteTensorCopyToBuffer(t.t, unsafe.Pointer(&dst[0]), C.size_t(n))
-	return statusErr("copy out of tensor", st, t.ip.eb)
+	copy(dst, unsafe.Slice((*T)(p), len(dst)))
+	return nil
 }
 
 // View is a zero-copy view of the tensor's data for the hot path: fill an
@@ -186,17 +214,17 @@ func CopyOut[T Elem](t *Tensor, dst []T) error {
 // AllocateTensors, ResizeInput or Close; an output view is overwritten by the
 // next Invoke.
 func View[T Elem](t *Tensor) ([]T, error) {
-	var z T
 	if err := t.ok(); err != nil {
 		return nil, err
 	}
-	size := int(unsafe.Sizeof(z))
-	if err := t.check(TypeOf[T](), t.ByteSize()/size*size, "view of"); err != nil {
+	size := int(unsafe.Sizeof(*new(T)))
+	n := t.ByteSize() / size
+	p, err := t.data(TypeOf[T](), n*size, "view of")
+	if err != nil {
 		return nil, err
 	}
-	p := C.TfLiteTensorData(t.t)
-	if p == nil {
-		return nil, fmt.Errorf("view of %q: %w", t.Name(), ErrNotAllocated)
+	if n == 0 {
+		return nil, nil
 	}
-	return unsafe.Slice((*T)(p), t.ByteSize()/size), nil
+	return unsafe.Slice((*T)(p), n), nil
 }

@@ -1,154 +1,202 @@
-// Package tflite is sightd's thin cgo binding to the TensorFlow Lite C API
-// (runtime 2.9 and later). It is the only package that imports "C" for
-// TensorFlow Lite.
+// Package tflite is the one Go API through which sightd runs .tflite models:
+// load a Model, make an Interpreter with threads and accelerators, read and
+// write its tensors, invoke, close. Two runtimes stand behind it, each in its
+// own cgo package:
 //
-// Shape: a Model (the flatbuffer, shared read-only by any number of
-// interpreters), Options, an Interpreter (owns its tensors and delegates) and
-// Tensor views. C status codes and nil returns become wrapped Go errors that
-// carry the runtime's own error messages. Close methods are idempotent and free
-// in reverse order of creation.
+//   - LiteRT 2.3 (quant/tflite/litert, libLiteRt.so): every model on the CPU,
+//     with XNNPACK's float and int8 kernels. It runs today's converters' int8
+//     right and fast.
+//   - TensorFlow Lite 2.9 (quant/tflite/tfl29): only for the Coral Edge TPU,
+//     which only the classic API's external delegate can load, and for
+//     side-by-side benchmarks. It refuses or silently miscomputes some int8
+//     ops that current converters emit, so it never runs a CPU model unless
+//     asked for by name.
 package tflite
 
-/*
-#include <stdlib.h>
-#include "tensorflow/lite/c/c_api.h"
-#include "shim.h"
-*/
-import "C"
-
 import (
-	"errors"
+	"bytes"
 	"fmt"
+	"io"
 	"os"
-	"runtime"
-	"strings"
 	"sync"
-	"unsafe"
+
+	"github.com/sightd/sightd/quant/tflite/litert"
+	"github.com/sightd/sightd/quant/tflite/tferr"
+	"github.com/sightd/sightd/quant/tflite/tfl29"
 )
 
-// Sentinel errors; match them with errors.Is.
+// Sentinel errors; match them with errors.Is. Both runtimes return these.
 var (
-	ErrModelInvalid   = errors.New("tflite: invalid model")
-	ErrClosed         = errors.New("tflite: closed")
-	ErrNotAllocated   = errors.New("tflite: tensors not allocated")
-	ErrTensorMismatch = errors.New("tflite: tensor mismatch")
-	ErrRuntime        = errors.New("tflite: runtime error")
-	ErrNoEdgeTPU      = errors.New("tflite: Edge TPU unavailable")
-	ErrIndex          = errors.New("tflite: tensor index out of range")
+	ErrModelInvalid   = tferr.ErrModelInvalid
+	ErrClosed         = tferr.ErrClosed
+	ErrNotAllocated   = tferr.ErrNotAllocated
+	ErrTensorMismatch = tferr.ErrTensorMismatch
+	ErrRuntime        = tferr.ErrRuntime
+	ErrNoEdgeTPU      = tferr.ErrNoEdgeTPU
+	ErrIndex          = tferr.ErrIndex
 )
 
-// Version is the TensorFlow Lite runtime's version, e.g. "2.9.0".
-func Version() string { return C.GoString(C.TfLiteVersion()) }
+// Runtime selects the inference runtime.
+type Runtime int
+
+const (
+	// RuntimeAuto is LiteRT, except for a model compiled for the Edge TPU
+	// when the Edge TPU is wanted (Options.EdgeTPU), which needs TensorFlow
+	// Lite 2.9's external delegate.
+	RuntimeAuto Runtime = iota
+	// RuntimeLiteRT is LiteRT 2.3 on the CPU (XNNPACK kernels).
+	RuntimeLiteRT
+	// RuntimeTFLite29 is TensorFlow Lite 2.9 (built-in kernels, optionally
+	// XNNPACK, optionally the Edge TPU).
+	RuntimeTFLite29
+)
+
+func (r Runtime) String() string {
+	switch r {
+	case RuntimeLiteRT:
+		return "litert"
+	case RuntimeTFLite29:
+		return "tflite2.9"
+	}
+	return "auto"
+}
+
+// ParseRuntime reads "auto", "litert" or "tflite2.9".
+func ParseRuntime(s string) (Runtime, error) {
+	for _, r := range []Runtime{RuntimeAuto, RuntimeLiteRT, RuntimeTFLite29} {
+		if s == r.String() {
+			return r, nil
+		}
+	}
+	return 0, fmt.Errorf("runtime %q: want auto, litert or tflite2.9", s)
+}
+
+// Version names the runtimes linked in: LiteRT (which runs every CPU model)
+// and TensorFlow Lite (which serves the Edge TPU).
+func Version() string {
+	return fmt.Sprintf("LiteRT %s; TensorFlow Lite %s (Edge TPU)", litert.Version(), tfl29.Version())
+}
+
+// LiteRTVersion is the LiteRT release, e.g. "2.3.0".
+func LiteRTVersion() string { return litert.PinnedVersion }
+
+// TFLiteVersion is the classic runtime's own version, e.g. "2.9.0".
+func TFLiteVersion() string { return tfl29.Version() }
+
+// edgeTPUOp is the custom op that the Edge TPU compiler puts in a model.
+var edgeTPUOp = []byte("edgetpu-custom-op")
 
 // Model is a loaded .tflite flatbuffer. It is immutable once loaded and may be
 // shared by several interpreters, also across goroutines. It must stay open
 // while any interpreter made from it is in use.
 type Model struct {
-	mu   sync.Mutex
-	m    *C.TfLiteModel
-	data unsafe.Pointer // C copy of the bytes; the runtime does not copy them
-	refs int            // interpreters still open
+	mu     sync.Mutex
+	lr     *litert.Model
+	path   string // set when loaded from a file
+	data   []byte // set when loaded from bytes (the caller's copy is not kept)
+	t29    *tfl29.Model
+	closed bool
 }
 
 // NewModel loads a model from its bytes (copied; the caller may reuse data).
-// The runtime verifies the flatbuffer; truncated or random bytes give
-// ErrModelInvalid.
+// Truncated or random bytes give ErrModelInvalid.
 func NewModel(data []byte) (*Model, error) {
-	if len(data) < 8 {
-		return nil, fmt.Errorf("%w: %d bytes is too short for a flatbuffer", ErrModelInvalid, len(data))
+	if err := tfl29.Verify(data); err != nil {
+		return nil, err
 	}
-	if string(data[4:8]) != "TFL3" {
-		return nil, fmt.Errorf("%w: file identifier %q, want \"TFL3\"", ErrModelInvalid, data[4:8])
+	lr, err := litert.NewModel(data)
+	if err != nil {
+		return nil, err
 	}
-	buf := C.CBytes(data)
-	m := C.TfLiteModelCreate(buf, C.size_t(len(data)))
-	if m == nil {
-		C.free(buf)
-		return nil, fmt.Errorf("%w: the runtime rejected the flatbuffer (%d bytes)", ErrModelInvalid, len(data))
-	}
-	return newModel(m, buf), nil
+	return &Model{lr: lr, data: bytes.Clone(data)}, nil
 }
 
 // NewModelFromFile loads (memory-maps) a .tflite file.
 func NewModelFromFile(path string) (*Model, error) {
-	// Read the header ourselves first: the runtime only logs why it refused.
-	f, err := os.Open(path)
+	// LiteRT 2.3 does not verify a file's flatbuffer (a truncated one crashes
+	// it): TensorFlow Lite's verifier checks it first.
+	if err := tfl29.VerifyFile(path); err != nil {
+		return nil, err
+	}
+	lr, err := litert.NewModelFromFile(path)
 	if err != nil {
-		return nil, fmt.Errorf("tflite: open model: %w", err)
+		return nil, err
 	}
-	var hdr [8]byte
-	n, _ := f.Read(hdr[:])
-	f.Close()
-	if n < 8 || string(hdr[4:8]) != "TFL3" {
-		return nil, fmt.Errorf("%w: %s is not a TensorFlow Lite flatbuffer", ErrModelInvalid, path)
-	}
-	cpath := C.CString(path)
-	defer C.free(unsafe.Pointer(cpath))
-	m := C.TfLiteModelCreateFromFile(cpath)
-	if m == nil {
-		return nil, fmt.Errorf("%w: the runtime rejected %s", ErrModelInvalid, path)
-	}
-	return newModel(m, nil), nil
+	return &Model{lr: lr, path: path}, nil
 }
 
-func newModel(m *C.TfLiteModel, data unsafe.Pointer) *Model {
-	mod := &Model{m: m, data: data}
-	runtime.SetFinalizer(mod, (*Model).Close)
-	return mod
+// ForEdgeTPU reports whether the model was compiled for the Edge TPU (it holds
+// the Edge TPU's custom op, which only the Edge TPU delegate runs).
+func (m *Model) ForEdgeTPU() (bool, error) {
+	if m.data != nil {
+		return bytes.Contains(m.data, edgeTPUOp), nil
+	}
+	f, err := os.Open(m.path)
+	if err != nil {
+		return false, fmt.Errorf("tflite: %w", err)
+	}
+	defer f.Close()
+	return containsStream(f, edgeTPUOp)
 }
 
-// Close frees the model. It fails while interpreters made from it are open,
-// because they still read its weights. Closing twice is a no-op.
+// containsStream looks for pat in r without reading it whole.
+func containsStream(r io.Reader, pat []byte) (bool, error) {
+	buf := make([]byte, 1<<20+len(pat))
+	keep := 0
+	for {
+		n, err := r.Read(buf[keep:])
+		if bytes.Contains(buf[:keep+n], pat) {
+			return true, nil
+		}
+		if err == io.EOF {
+			return false, nil
+		}
+		if err != nil {
+			return false, fmt.Errorf("tflite: %w", err)
+		}
+		tail := min(len(pat)-1, keep+n)
+		copy(buf, buf[keep+n-tail:keep+n])
+		keep = tail
+	}
+}
+
+// classic loads the model into TensorFlow Lite 2.9 on first use.
+func (m *Model) classic() (*tfl29.Model, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.closed {
+		return nil, fmt.Errorf("model: %w", ErrClosed)
+	}
+	if m.t29 != nil {
+		return m.t29, nil
+	}
+	var err error
+	if m.data != nil {
+		m.t29, err = tfl29.NewModel(m.data)
+	} else {
+		m.t29, err = tfl29.NewModelFromFile(m.path)
+	}
+	return m.t29, err
+}
+
+// Close frees the model. It fails while interpreters made from it are open.
+// Closing twice is a no-op.
 func (m *Model) Close() error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if m.m == nil {
+	if m.closed {
 		return nil
 	}
-	if m.refs > 0 {
-		return fmt.Errorf("tflite: model still used by %d interpreter(s)", m.refs)
+	if m.t29 != nil {
+		if err := m.t29.Close(); err != nil {
+			return err
+		}
+		m.t29 = nil
 	}
-	C.TfLiteModelDelete(m.m)
-	m.m = nil
-	if m.data != nil {
-		C.free(m.data)
-		m.data = nil
+	if err := m.lr.Close(); err != nil {
+		return fmt.Errorf("tflite: %w", err)
 	}
-	runtime.SetFinalizer(m, nil)
+	m.closed = true
+	m.data = nil
 	return nil
-}
-
-func (m *Model) acquire() (*C.TfLiteModel, error) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if m.m == nil {
-		return nil, fmt.Errorf("model: %w", ErrClosed)
-	}
-	m.refs++
-	return m.m, nil
-}
-
-func (m *Model) release() {
-	m.mu.Lock()
-	m.refs--
-	m.mu.Unlock()
-}
-
-// errorText returns what the runtime reported since the last reset.
-func errorText(eb *C.sightd_errbuf) string {
-	if eb == nil || eb.len == 0 {
-		return ""
-	}
-	return strings.TrimSpace(C.GoStringN(&eb.buf[0], C.int(eb.len)))
-}
-
-func statusErr(what string, st C.TfLiteStatus, eb *C.sightd_errbuf) error {
-	if st == C.kTfLiteOk {
-		return nil
-	}
-	msg := errorText(eb)
-	if msg == "" {
-		msg = fmt.Sprintf("status %d", int(st))
-	}
-	return fmt.Errorf("%w: %s: %s", ErrRuntime, what, msg)
 }

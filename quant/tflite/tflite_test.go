@@ -45,8 +45,11 @@ func newInterp(t testing.TB, m *tflite.Model, o tflite.Options) *tflite.Interpre
 
 func TestVersion(t *testing.T) {
 	v := tflite.Version()
-	if !strings.HasPrefix(v, "2.") {
-		t.Fatalf("Version() = %q, want a 2.x runtime", v)
+	if !strings.HasPrefix(v, "LiteRT 2.") || !strings.Contains(v, "TensorFlow Lite 2.9") || !strings.Contains(v, "libLiteRt.so") {
+		t.Fatalf("Version() = %q, want LiteRT 2.x with its library and TensorFlow Lite 2.9", v)
+	}
+	if !strings.HasPrefix(tflite.TFLiteVersion(), "2.9") || tflite.LiteRTVersion() != "2.3.0" {
+		t.Fatalf("versions %q, %q", tflite.TFLiteVersion(), tflite.LiteRTVersion())
 	}
 }
 
@@ -89,8 +92,12 @@ func TestForeignModel(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer m.Close()
-	cpu := newInterp(t, m, tflite.Options{Threads: 1})
-	xnn := newInterp(t, m, tflite.Options{Threads: 2, XNNPACK: true})
+	cpu := newInterp(t, m, tflite.Options{Runtime: tflite.RuntimeTFLite29, Threads: 1})
+	xnn := newInterp(t, m, tflite.Options{Runtime: tflite.RuntimeTFLite29, Threads: 2, XNNPACK: true})
+	lrt := newInterp(t, m, tflite.Options{Threads: 2})
+	if cpu.Runtime() != tflite.RuntimeTFLite29 || lrt.Runtime() != tflite.RuntimeLiteRT {
+		t.Fatalf("runtimes %v, %v", cpu.Runtime(), lrt.Runtime())
+	}
 
 	in := cpu.Input(0)
 	if got, want := in.Shape(), []int{1, 128, 128, 3}; !slices.Equal(got, want) {
@@ -105,20 +112,31 @@ func TestForeignModel(t *testing.T) {
 	if s, z := in.Quantization(); s != 0 || z != 0 {
 		t.Fatalf("float input has quantization %v %v", s, z)
 	}
-	if got := xnn.Accelerators(); !slices.Equal(got, []string{"xnnpack"}) {
-		t.Fatalf("Accelerators() = %v", got)
+	for _, ip := range []*tflite.Interpreter{xnn, lrt} {
+		if got := ip.Accelerators(); !slices.Equal(got, []string{"xnnpack"}) {
+			t.Fatalf("%v: Accelerators() = %v", ip.Runtime(), got)
+		}
+	}
+	if got := cpu.Accelerators(); !slices.Equal(got, []string{"cpu"}) {
+		t.Fatalf("2.9 built-in: Accelerators() = %v", got)
+	}
+	if !lrt.FullyAccelerated() {
+		t.Errorf("LiteRT: XNNPACK did not take every op of a float model")
 	}
 
-	a, b := runFace(t, cpu), runFace(t, xnn)
-	for o := range a {
-		var maxAbs, maxDiff float64
-		for i := range a[o] {
-			maxAbs = math.Max(maxAbs, math.Abs(float64(a[o][i])))
-			maxDiff = math.Max(maxDiff, math.Abs(float64(a[o][i]-b[o][i])))
-		}
-		// Different kernels sum in a different order: agree to float rounding.
-		if maxAbs == 0 || maxDiff > 1e-3*maxAbs {
-			t.Errorf("output %d: built-in vs XNNPACK differ by %g (max |x| %g)", o, maxDiff, maxAbs)
+	a := runFace(t, cpu)
+	for name, ip := range map[string]*tflite.Interpreter{"2.9 XNNPACK": xnn, "LiteRT": lrt} {
+		b := runFace(t, ip)
+		for o := range a {
+			var maxAbs, maxDiff float64
+			for i := range a[o] {
+				maxAbs = math.Max(maxAbs, math.Abs(float64(a[o][i])))
+				maxDiff = math.Max(maxDiff, math.Abs(float64(a[o][i]-b[o][i])))
+			}
+			// Different kernels sum in a different order: agree to float rounding.
+			if maxAbs == 0 || maxDiff > 1e-3*maxAbs {
+				t.Errorf("output %d: 2.9 built-in vs %s differ by %g (max |x| %g)", o, name, maxDiff, maxAbs)
+			}
 		}
 	}
 }
@@ -149,6 +167,18 @@ func TestModelFromFile(t *testing.T) {
 	os.WriteFile(junk, []byte("not a model at all"), 0o644)
 	if _, err := tflite.NewModelFromFile(junk); !errors.Is(err, tflite.ErrModelInvalid) {
 		t.Fatalf("junk file: %v", err)
+	}
+	// Damaged files are refused before LiteRT reads them (LiteRT 2.3 itself
+	// reads a truncated file out of bounds).
+	face := faceModel(t)
+	for name, b := range map[string][]byte{"half": face[:len(face)/2], "third": face[:len(face)/3], "header": face[:64]} {
+		p := filepath.Join(dir, name+".tflite")
+		if err := os.WriteFile(p, b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := tflite.NewModelFromFile(p); !errors.Is(err, tflite.ErrModelInvalid) {
+			t.Errorf("truncated file (%s): %v", name, err)
+		}
 	}
 }
 
@@ -319,7 +349,8 @@ func TestCloseTwiceAndUseAfterClose(t *testing.T) {
 }
 
 // No Edge TPU is attached to these machines and libedgetpu is not installed:
-// require must fail clearly, auto must fall back to the CPU and say why.
+// require must fail clearly; auto runs a plain model on LiteRT without trying
+// the Edge TPU, and on TensorFlow Lite 2.9 falls back to the CPU and says why.
 func TestEdgeTPUAbsent(t *testing.T) {
 	m, err := tflite.NewModel(faceModel(t))
 	if err != nil {
@@ -331,10 +362,20 @@ func TestEdgeTPUAbsent(t *testing.T) {
 	if !errors.Is(err, tflite.ErrNoEdgeTPU) || !strings.Contains(err.Error(), "libedgetpu-absent.so.1") {
 		t.Fatalf("required Edge TPU: %v", err)
 	}
+	_, err = tflite.NewInterpreter(m, tflite.Options{Runtime: tflite.RuntimeLiteRT, EdgeTPU: tflite.EdgeTPURequire})
+	if !errors.Is(err, tflite.ErrNoEdgeTPU) || !strings.Contains(err.Error(), "LiteRT") {
+		t.Fatalf("Edge TPU required of LiteRT: %v", err)
+	}
 
 	var logs bytes.Buffer
 	log := zerolog.New(&logs)
-	ip := newInterp(t, m, tflite.Options{EdgeTPU: tflite.EdgeTPUAuto, XNNPACK: true, Log: &log})
+	plain := newInterp(t, m, tflite.Options{EdgeTPU: tflite.EdgeTPUAuto, XNNPACK: true, Log: &log})
+	if plain.Runtime() != tflite.RuntimeLiteRT || logs.Len() != 0 {
+		t.Fatalf("a CPU model with edgetpu auto: runtime %v, log %q", plain.Runtime(), logs.String())
+	}
+	runFace(t, plain)
+
+	ip := newInterp(t, m, tflite.Options{Runtime: tflite.RuntimeTFLite29, EdgeTPU: tflite.EdgeTPUAuto, XNNPACK: true, Log: &log})
 	if got := ip.Accelerators(); !slices.Equal(got, []string{"xnnpack"}) {
 		t.Fatalf("Accelerators() after fallback = %v", got)
 	}
@@ -347,6 +388,48 @@ func TestEdgeTPUAbsent(t *testing.T) {
 	_, err = tflite.NewInterpreter(m, tflite.Options{EdgeTPU: tflite.EdgeTPURequire, EdgeTPULibrary: "libc.so.6", ExternalDelegateLibrary: "libnothing-here.so"})
 	if !errors.Is(err, tflite.ErrNoEdgeTPU) || !strings.Contains(err.Error(), "libnothing-here.so") {
 		t.Fatalf("missing external delegate: %v", err)
+	}
+}
+
+// A model compiled for the Edge TPU carries the Edge TPU's custom op: auto
+// sends it to TensorFlow Lite 2.9 (the only runtime that can load the
+// delegate), found in bytes and in files alike, also across read boundaries.
+func TestEdgeTPUModelDetected(t *testing.T) {
+	face := faceModel(t)
+	m, err := tflite.NewModel(face)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	if tpu, err := m.ForEdgeTPU(); err != nil || tpu {
+		t.Fatalf("face model: ForEdgeTPU = %v, %v", tpu, err)
+	}
+	// Flatbuffers ignore bytes after their tables, so a real model with the
+	// op's name appended loads and reads as an Edge TPU model.
+	tagged := append(append(slices.Clone(face), make([]byte, 1<<20-len(face)%(1<<20)-5)...), "edgetpu-custom-op"...)
+	p := filepath.Join(t.TempDir(), "tpu.tflite")
+	if err := os.WriteFile(p, tagged, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for name, load := range map[string]func() (*tflite.Model, error){
+		"bytes": func() (*tflite.Model, error) { return tflite.NewModel(tagged) },
+		"file":  func() (*tflite.Model, error) { return tflite.NewModelFromFile(p) },
+	} {
+		tm, err := load()
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		if tpu, err := tm.ForEdgeTPU(); err != nil || !tpu {
+			t.Fatalf("%s: ForEdgeTPU = %v, %v", name, tpu, err)
+		}
+		var logs bytes.Buffer
+		log := zerolog.New(&logs)
+		ip := newInterp(t, tm, tflite.Options{EdgeTPU: tflite.EdgeTPUAuto, Log: &log})
+		if ip.Runtime() != tflite.RuntimeTFLite29 || !strings.Contains(logs.String(), "Edge TPU not used") {
+			t.Fatalf("%s: runtime %v, log %q", name, ip.Runtime(), logs.String())
+		}
+		ip.Close()
+		tm.Close()
 	}
 }
 

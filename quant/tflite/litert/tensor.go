@@ -1,0 +1,139 @@
+package litert
+
+/*
+#include "litert_c.h"
+#include "shim.h"
+*/
+import "C"
+
+import (
+	"fmt"
+	"unsafe"
+)
+
+// Element types (TfLiteType's numbering, shared by LiteRT).
+const (
+	TypeFloat32 = 1
+	TypeInt32   = 2
+	TypeUInt8   = 3
+	TypeInt64   = 4
+	TypeInt16   = 7
+	TypeInt8    = 9
+)
+
+var elemSize = map[int]int{TypeFloat32: 4, TypeInt32: 4, TypeUInt8: 1, TypeInt64: 8, TypeInt16: 2, TypeInt8: 1, 6: 1, 10: 2, 11: 8}
+
+// Tensor is an input or output of a Runner, with its own host buffer. It is
+// valid while the runner is open.
+type Tensor struct {
+	name      string
+	typ       C.LiteRtRankedTensorType
+	scale     float32
+	zeroPoint int32
+	channels  int // > 0 for per-channel quantization
+	buf       C.LiteRtTensorBuffer
+	data      unsafe.Pointer
+	cap       int // bytes allocated at data
+}
+
+func newTensor(t C.LiteRtTensor) (*Tensor, error) {
+	var cname *C.char
+	C.LiteRtGetTensorName(t, &cname)
+	ts := &Tensor{name: C.GoString(cname)}
+	var id C.LiteRtTensorTypeId
+	if st := C.LiteRtGetTensorTypeId(t, &id); st != C.SIGHTD_LITERT_OK || id != 0 {
+		return nil, fmt.Errorf("%w: tensor %q has no fixed rank", ErrTensorMismatch, ts.name)
+	}
+	if st := C.LiteRtGetRankedTensorType(t, &ts.typ); st != C.SIGHTD_LITERT_OK {
+		return nil, statusErr("tensor type of "+ts.name, st)
+	}
+	if _, ok := elemSize[int(ts.typ.element_type)]; !ok {
+		return nil, fmt.Errorf("%w: tensor %q has element type %d, which sightd does not handle", ErrTensorMismatch, ts.name, int(ts.typ.element_type))
+	}
+	var q C.LiteRtQuantizationTypeId
+	C.LiteRtGetQuantizationTypeId(t, &q)
+	switch q {
+	case 1:
+		var p C.LiteRtQuantizationPerTensor
+		if C.LiteRtGetPerTensorQuantization(t, &p) == C.SIGHTD_LITERT_OK {
+			ts.scale, ts.zeroPoint = float32(p.scale), int32(p.zero_point)
+		}
+	case 2:
+		var p C.LiteRtQuantizationPerChannel
+		if C.LiteRtGetPerChannelQuantization(t, &p) == C.SIGHTD_LITERT_OK {
+			ts.channels = int(p.num_channels)
+		}
+	}
+	return ts, nil
+}
+
+// allocate gives the tensor a host buffer of the size the compiled model
+// requires (at least the packed size) and wraps it in a LiteRT buffer.
+func (t *Tensor) allocate(req C.LiteRtTensorBufferRequirements, handle *C.LiteRtTensorBuffer) error {
+	var size C.size_t
+	if st := C.LiteRtGetTensorBufferRequirementsBufferSize(req, &size); st != C.SIGHTD_LITERT_OK {
+		return statusErr("buffer size of "+t.name, st)
+	}
+	if n := C.size_t(t.ByteSize()); size < n {
+		size = n
+	}
+	t.free()
+	t.data = C.sightd_aligned_alloc(size)
+	if t.data == nil {
+		return fmt.Errorf("%w: out of memory for %q (%d bytes)", ErrRuntime, t.name, int(size))
+	}
+	t.cap = int(size)
+	if st := C.LiteRtCreateTensorBufferFromHostMemory(&t.typ, t.data, size, nil, &t.buf); st != C.SIGHTD_LITERT_OK {
+		t.buf = nil
+		return statusErr("tensor buffer for "+t.name, st)
+	}
+	*handle = t.buf
+	return nil
+}
+
+func (t *Tensor) free() {
+	if t.buf != nil {
+		C.LiteRtDestroyTensorBuffer(t.buf)
+		t.buf = nil
+	}
+	if t.data != nil {
+		C.sightd_aligned_free(t.data)
+		t.data = nil
+	}
+}
+
+// Name is the tensor's name in the model's signature.
+func (t *Tensor) Name() string { return t.name }
+
+// Type is the element type (TypeFloat32, TypeInt8, ...).
+func (t *Tensor) Type() int { return int(t.typ.element_type) }
+
+// Shape is the tensor's dimensions (a new slice).
+func (t *Tensor) Shape() []int {
+	n := int(C.sightd_layout_rank(&t.typ.layout))
+	s := make([]int, n)
+	for i := range s {
+		s[i] = int(t.typ.layout.dimensions[i])
+	}
+	return s
+}
+
+// ByteSize is the size of the tensor's packed data in bytes.
+func (t *Tensor) ByteSize() int {
+	n := elemSize[t.Type()]
+	for _, d := range t.Shape() {
+		n *= d
+	}
+	return n
+}
+
+// Quantization returns the per-tensor affine parameters (real = scale * (q -
+// zeroPoint)); scale is 0 for a tensor that is not quantized per tensor.
+func (t *Tensor) Quantization() (scale float32, zeroPoint int32) { return t.scale, t.zeroPoint }
+
+// PerChannel is the number of channels of a per-channel quantized tensor, or 0.
+func (t *Tensor) PerChannel() int { return t.channels }
+
+// Data is the tensor's host memory, ByteSize bytes, or nil once closed. It
+// stays valid until the runner is resized or closed.
+func (t *Tensor) Data() unsafe.Pointer { return t.data }

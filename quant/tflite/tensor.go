@@ -106,33 +106,59 @@ func (t *Tensor) Shape() []int {
 	if t.t29 != nil {
 		return t.t29.Shape()
 	}
-	for i, in := range t.ip.inputs {
-		if in == t {
-			if s, ok := t.ip.pending[i]; ok {
-				return slices.Clone(s)
-			}
-		}
+	if s, ok := t.pending(); ok {
+		return slices.Clone(s)
 	}
 	return t.lr.Shape()
 }
 
+// pending is the shape a LiteRT input was resized to before AllocateTensors.
+func (t *Tensor) pending() ([]int, bool) {
+	if len(t.ip.pending) == 0 {
+		return nil, false
+	}
+	for i, in := range t.ip.inputs {
+		if in == t {
+			s, ok := t.ip.pending[i]
+			return s, ok
+		}
+	}
+	return nil, false
+}
+
 // NumDims is the number of dimensions.
-func (t *Tensor) NumDims() int { return len(t.Shape()) }
+func (t *Tensor) NumDims() int {
+	if t.ok() != nil {
+		return 0
+	}
+	if t.t29 != nil {
+		return t.t29.NumDims()
+	}
+	if s, ok := t.pending(); ok {
+		return len(s)
+	}
+	return t.lr.NumDims()
+}
 
 // Dim is the size of dimension i.
 func (t *Tensor) Dim(i int) int {
-	s := t.Shape()
-	if i < 0 || i >= len(s) {
+	if t.ok() != nil || i < 0 || i >= t.NumDims() {
 		return 0
 	}
-	return s[i]
+	if t.t29 != nil {
+		return t.t29.Dim(i)
+	}
+	if s, ok := t.pending(); ok {
+		return s[i]
+	}
+	return t.lr.Dim(i)
 }
 
 // NumElements is the product of the dimensions.
 func (t *Tensor) NumElements() int {
 	n := 1
-	for _, d := range t.Shape() {
-		n *= d
+	for i := range t.NumDims() {
+		n *= t.Dim(i)
 	}
 	return n
 }

@@ -34,6 +34,22 @@ type Tensor struct {
 	buf       C.LiteRtTensorBuffer
 	data      unsafe.Pointer
 	cap       int // bytes allocated at data
+	// The shape and packed size, read from typ whenever it changes: the hot
+	// path asks for them on every frame and must not allocate.
+	shape []int
+	bytes int
+}
+
+// refresh re-reads the shape and size from the tensor type.
+func (t *Tensor) refresh() {
+	n := int(C.sightd_layout_rank(&t.typ.layout))
+	t.shape = t.shape[:0]
+	t.bytes = elemSize[int(t.typ.element_type)]
+	for i := 0; i < n; i++ {
+		d := int(t.typ.layout.dimensions[i])
+		t.shape = append(t.shape, d)
+		t.bytes *= d
+	}
 }
 
 func newTensor(t C.LiteRtTensor) (*Tensor, error) {
@@ -50,6 +66,7 @@ func newTensor(t C.LiteRtTensor) (*Tensor, error) {
 	if _, ok := elemSize[int(ts.typ.element_type)]; !ok {
 		return nil, fmt.Errorf("%w: tensor %q has element type %d, which sightd does not handle", ErrTensorMismatch, ts.name, int(ts.typ.element_type))
 	}
+	ts.refresh()
 	var q C.LiteRtQuantizationTypeId
 	C.LiteRtGetQuantizationTypeId(t, &q)
 	switch q {
@@ -74,7 +91,8 @@ func (t *Tensor) allocate(req C.LiteRtTensorBufferRequirements, handle *C.LiteRt
 	if st := C.LiteRtGetTensorBufferRequirementsBufferSize(req, &size); st != C.SIGHTD_LITERT_OK {
 		return statusErr("buffer size of "+t.name, st)
 	}
-	if n := C.size_t(t.ByteSize()); size < n {
+	t.refresh()
+	if n := C.size_t(t.bytes); size < n {
 		size = n
 	}
 	t.free()
@@ -109,23 +127,21 @@ func (t *Tensor) Name() string { return t.name }
 func (t *Tensor) Type() int { return int(t.typ.element_type) }
 
 // Shape is the tensor's dimensions (a new slice).
-func (t *Tensor) Shape() []int {
-	n := int(C.sightd_layout_rank(&t.typ.layout))
-	s := make([]int, n)
-	for i := range s {
-		s[i] = int(t.typ.layout.dimensions[i])
+func (t *Tensor) Shape() []int { return append([]int(nil), t.shape...) }
+
+// NumDims is the number of dimensions.
+func (t *Tensor) NumDims() int { return len(t.shape) }
+
+// Dim is the size of dimension i (0 when out of range).
+func (t *Tensor) Dim(i int) int {
+	if i < 0 || i >= len(t.shape) {
+		return 0
 	}
-	return s
+	return t.shape[i]
 }
 
 // ByteSize is the size of the tensor's packed data in bytes.
-func (t *Tensor) ByteSize() int {
-	n := elemSize[t.Type()]
-	for _, d := range t.Shape() {
-		n *= d
-	}
-	return n
-}
+func (t *Tensor) ByteSize() int { return t.bytes }
 
 // Quantization returns the per-tensor affine parameters (real = scale * (q -
 // zeroPoint)); scale is 0 for a tensor that is not quantized per tensor.

@@ -159,14 +159,31 @@ var builtinOf = map[OpKind]tflschema.BuiltinOperator{
 
 // OpVersion is the operator version written for op: the one TFLite's
 // converter assigns to the op's type signature
-// (tensorflow/lite/tools/versioning/op_version.cc), which the 2.9 runtime
-// registers. Float ops are version 1.
+// (tensorflow/lite/tools/versioning/op_version.cc). Float ops are version 1.
+//
+// Int8 FULLY_CONNECTED is version 4 whether its weights have one scale or one
+// per output channel: op_version.cc does not tell them apart, and
+// litert-torch's PT2E quantizer writes 4 as well. TensorFlow Lite 2.9
+// registers version 4 and so loads a per-channel layer, which its kernel then
+// computes wrong (see Validate). A hybrid FULLY_CONNECTED (float32 input and
+// output, int8 weights) is version 12 with per-channel weights, else 9 with
+// asymmetric_quantize_inputs, else 3; 2.9 refuses version 12 ("Didn't find
+// op for builtin opcode 'FULLY_CONNECTED' version '12'").
 func OpVersion(op *Op) int32 {
 	in := op.Inputs[0].Type
 	switch op.Kind {
 	case OpFullyConnected:
 		if in == Int8 {
 			return 4
+		}
+		if hybrid(op) {
+			switch {
+			case !op.Inputs[1].Quant.perTensor():
+				return 12
+			case op.AsymmetricQuantizeInputs:
+				return 9
+			}
+			return 3
 		}
 	case OpConv2D, OpDepthwiseConv2D:
 		if in == Int8 {
@@ -227,6 +244,7 @@ func writeOptions(b *flatbuffers.Builder, op *Op) (tflschema.BuiltinOptions, fla
 	case OpFullyConnected:
 		tflschema.FullyConnectedOptionsStart(b)
 		tflschema.FullyConnectedOptionsAddFusedActivationFunction(b, act)
+		tflschema.FullyConnectedOptionsAddAsymmetricQuantizeInputs(b, op.AsymmetricQuantizeInputs)
 		return tflschema.BuiltinOptionsFullyConnectedOptions, tflschema.FullyConnectedOptionsEnd(b)
 	case OpConv2D:
 		tflschema.Conv2DOptionsStart(b)

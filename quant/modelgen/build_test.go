@@ -30,6 +30,21 @@ func TestBuildRoundTrip(t *testing.T) {
 		t.Fatal(err)
 	}
 	graphs = append(graphs, g)
+	for _, m := range TinyModels()[:3] { // the FULLY_CONNECTED models
+		fg, err := m.Graph(Float, 5)
+		if err != nil {
+			t.Fatal(err)
+		}
+		pc, err := QuantizeWith(fg, [][]any{RandomInputs(fg, 5)}, QuantizeOptions{PerChannelFullyConnected: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		dr, err := QuantizeDynamicRange(fg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		graphs = append(graphs, pc, dr)
+	}
 	for _, g := range graphs {
 		data, err := g.Build()
 		if err != nil {
@@ -167,7 +182,8 @@ func checkOptions(t *testing.T, fo *tflschema.Operator, op *Op) {
 		var o tflschema.FullyConnectedOptions
 		o.Init(tab.Bytes, tab.Pos)
 		ok = typ == tflschema.BuiltinOptionsFullyConnectedOptions && o.FusedActivationFunction() == act &&
-			o.WeightsFormat() == tflschema.FullyConnectedOptionsWeightsFormatDEFAULT && !o.KeepNumDims()
+			o.WeightsFormat() == tflschema.FullyConnectedOptionsWeightsFormatDEFAULT && !o.KeepNumDims() &&
+			o.AsymmetricQuantizeInputs() == op.AsymmetricQuantizeInputs
 	case OpAdd:
 		var o tflschema.AddOptions
 		o.Init(tab.Bytes, tab.Pos)

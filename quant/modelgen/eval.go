@@ -20,7 +20,9 @@ var ErrEval = errors.New("modelgen: eval")
 // its built-in kernels exactly; MEAN, QUANTIZE and DEQUANTIZE follow its
 // float-based paths; int8 L2_NORMALIZATION is computed in float and rounded
 // (TFLite uses an approximate fixed-point inverse square root), so it may
-// differ by one step.
+// differ by one step. A hybrid FULLY_CONNECTED computes in float32 with the
+// dequantized weights: the runtime also quantizes the input to int8 on each
+// invoke, so its results agree to within that rounding only.
 func (g *Graph) Eval(inputs ...any) ([]any, error) {
 	vals, err := g.evalAll(inputs)
 	if err != nil {
@@ -72,6 +74,10 @@ func evalOp(op *Op, ins []any) (any, error) {
 	switch op.Kind {
 	case OpFullyConnected, OpConv2D, OpDepthwiseConv2D:
 		g := newGeom(op)
+		if hybrid(op) {
+			w := dequantizeWeights(ins[1].([]int8), op.Inputs[1])
+			return g.runFloat(ins[0].([]float32), w, ins[2].([]float32), op.Act), nil
+		}
 		if in.Type == Float32 {
 			return g.runFloat(ins[0].([]float32), ins[1].([]float32), ins[2].([]float32), op.Act), nil
 		}
@@ -179,6 +185,21 @@ func dequantize(v any, q *Quant) []float32 {
 	out := make([]float32, len(x))
 	for i, v := range x {
 		out[i] = float32(scale * float64(v-zp))
+	}
+	return out
+}
+
+// dequantizeWeights is scale[c] * q for symmetric weights quantized per
+// tensor or per channel along w.Quant.Dim.
+func dequantizeWeights(q []int8, w *Tensor) []float32 {
+	inner := 1 // elements between consecutive channels along Dim
+	for _, d := range w.Shape[w.Quant.Dim+1:] {
+		inner *= d
+	}
+	scales := w.Quant.Scale
+	out := make([]float32, len(q))
+	for i, v := range q {
+		out[i] = scales[i/inner%len(scales)] * float32(v)
 	}
 	return out
 }

@@ -123,6 +123,57 @@ func TestEvalFullyConnected(t *testing.T) {
 	}
 }
 
+// TestEvalFullyConnectedPerChannel is the int8 case of TestEvalFullyConnected
+// with one weight scale per output channel, and its hybrid (dynamic-range)
+// form, with the operator versions of each.
+func TestEvalFullyConnectedPerChannel(t *testing.T) {
+	// W: scales [0.25, 0.0625], q = [[4, 0], [8, -16]] is again
+	// [[1, 0], [0.5, -1]]; b: scales [0.125, 0.03125], q = [4, 32] is
+	// [0.5, 1]. With x as before (q = [3, -1] is [1, -1]) y = [1.5, 2.5],
+	// q = [4, 8]. In integers: channel 0 is (4 + 2*4) * 0.5*0.25/0.25 - 2 = 4;
+	// channel 1 is (32 + 2*8 + (-2)(-16)) * 0.5*0.0625/0.25 - 2 = 80/8 - 2 = 8.
+	// Channel 0's multiplier for channel 1 would give 38.
+	g := NewGraph("fc int8 per channel")
+	x := g.NewTensor("x", Int8, []int{1, 2}, PerTensor(0.5, 1))
+	w := g.NewConst("w", []int{2, 2}, []int8{4, 0, 8, -16}, PerChannel([]float32{0.25, 0.0625}, 0))
+	b := g.NewConst("b", []int{2}, []int32{4, 32}, PerChannel([]float32{0.125, 0.03125}, 0))
+	y := g.NewTensor("y", Int8, []int{1, 2}, PerTensor(0.25, -2))
+	op := g.FullyConnected(x, w, b, y, ActNone)
+	if got := single(t, g, y, []int8{3, -1}); !slices.Equal(got.([]int8), []int8{4, 8}) {
+		t.Errorf("int8 per channel: got %v, want [4 8]", got)
+	}
+	if v := OpVersion(op); v != 4 {
+		t.Errorf("int8 per channel: version %d, want 4", v)
+	}
+
+	// Hybrid: float x = [1, 2] and bias [0.5, 1] with the same int8 weights:
+	// y = [1 + 0.5, 0.5 - 2 + 1] = [1.5, -0.5].
+	for _, c := range []struct {
+		wq      *Quant
+		wdata   []int8
+		asym    bool
+		version int32
+	}{
+		{PerChannel([]float32{0.25, 0.0625}, 0), []int8{4, 0, 8, -16}, true, 12},
+		{PerTensor(0.25, 0), []int8{4, 0, 2, -4}, true, 9},
+		{PerTensor(0.25, 0), []int8{4, 0, 2, -4}, false, 3},
+	} {
+		g := NewGraph("fc hybrid")
+		x := g.NewTensor("x", Float32, []int{1, 2}, nil)
+		w := g.NewConst("w", []int{2, 2}, c.wdata, c.wq)
+		b := g.NewConst("b", []int{2}, []float32{0.5, 1}, nil)
+		y := g.NewTensor("y", Float32, []int{1, 2}, nil)
+		op := g.FullyConnected(x, w, b, y, ActNone)
+		op.AsymmetricQuantizeInputs = c.asym
+		if got := single(t, g, y, []float32{1, 2}); !slices.Equal(got.([]float32), []float32{1.5, -0.5}) {
+			t.Errorf("hybrid %v: got %v, want [1.5 -0.5]", c.wq, got)
+		}
+		if v := OpVersion(op); v != c.version {
+			t.Errorf("hybrid %v, asymmetric inputs %v: version %d, want %d", c.wq, c.asym, v, c.version)
+		}
+	}
+}
+
 // image3x3 is the NHWC image [[1 2 3] [4 5 6] [7 8 9]] with one channel.
 var image3x3 = []float32{1, 2, 3, 4, 5, 6, 7, 8, 9}
 

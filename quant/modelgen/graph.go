@@ -10,15 +10,19 @@
 //
 // Float32 models compute in float32. Int8 models follow TensorFlow Lite's
 // full-integer scheme: int8 activations with a scale and zero point, int8
-// weights with per-channel scales (per-tensor for FULLY_CONNECTED) and zero
-// point 0, int32 biases with scale input_scale*weight_scale[c]. Quantize
-// turns a float graph into such a model from calibration inputs; the model
-// factories (TinyModels, MobileNetV2Like) build graphs for tests and
+// weights with per-channel scales (per-tensor for FULLY_CONNECTED unless
+// asked) and zero point 0, int32 biases with scale
+// input_scale*weight_scale[c]. Quantize turns a float graph into such a
+// model from calibration inputs, QuantizeWith with per-channel
+// FULLY_CONNECTED weights, and QuantizeDynamicRange into a dynamic-range
+// (hybrid) model: float32 activations, int8 FULLY_CONNECTED weights. The
+// model factories (TinyModels, MobileNetV2Like) build graphs for tests and
 // benchmarks.
 //
-// The files target the TensorFlow Lite 2.9 runtime: schema version 3, file
-// identifier "TFL3", and the operator versions its converter would assign
-// (OpVersion). The flatbuffers code comes from our own subset of the schema
+// The files use schema version 3, file identifier "TFL3", and the operator
+// versions TFLite's converter would assign (OpVersion). The default forms
+// run on TensorFlow Lite 2.9 as well as LiteRT; per-channel and hybrid
+// FULLY_CONNECTED layers run right on LiteRT only. The flatbuffers code comes from our own subset of the schema
 // in schema/tflite.fbs (go generate).
 package modelgen
 

@@ -102,6 +102,12 @@ type Op struct {
 	Padding Padding    // convolutions
 	StrideH int        // convolutions
 	StrideW int        // convolutions
+	// AsymmetricQuantizeInputs is FullyConnectedOptions'
+	// asymmetric_quantize_inputs, only for a hybrid (dynamic-range)
+	// FULLY_CONNECTED: float32 input and output, int8 weights. The runtime
+	// then quantizes each input row to int8 with its own scale and zero point
+	// on every invoke, as TFLite's converter asks for dynamic-range models.
+	AsymmetricQuantizeInputs bool
 }
 
 func (op *Op) String() string { return op.Kind.String() }
@@ -113,7 +119,8 @@ func (g *Graph) addOp(kind OpKind, ins, outs []*Tensor) *Op {
 }
 
 // FullyConnected adds out = act(in · weightsᵀ + bias): in [N, K], weights
-// [O, K], bias [O], out [N, O].
+// [O, K], bias [O], out [N, O]. Int8 weights under a float32 input and
+// output make a hybrid (dynamic-range) layer; see Op.AsymmetricQuantizeInputs.
 func (g *Graph) FullyConnected(in, weights, bias, out *Tensor, act Activation) *Op {
 	op := g.addOp(OpFullyConnected, []*Tensor{in, weights, bias}, []*Tensor{out})
 	op.Act = act

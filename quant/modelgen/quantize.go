@@ -17,16 +17,34 @@ const (
 	FloatIO
 )
 
+// QuantizeOptions configure QuantizeWith.
+type QuantizeOptions struct {
+	// IO is how the model presents its inputs and outputs.
+	IO IO
+	// PerChannelFullyConnected gives FULLY_CONNECTED weights one scale per
+	// output channel, as today's converters (TFLite's, litert-torch's PT2E)
+	// do; by default they get one scale for the tensor. The operator stays
+	// version 4 (OpVersion). LiteRT runs such a layer right; TensorFlow Lite
+	// 2.9 loads it and computes it wrong (see Validate).
+	PerChannelFullyConnected bool
+}
+
 // Quantize turns a float32 graph into a full-integer int8 model, as TFLite's
 // post-training quantization does. The float reference runs on each
 // calibration input set (one []any per run, as for Eval), and every float
 // activation gets asymmetric int8 parameters covering its observed range.
 // Weights get symmetric per-channel scales (per-tensor for FULLY_CONNECTED,
-// which TFLite 2.9 requires); biases become int32 with scale input scale *
+// which TFLite 2.9 requires; see QuantizeWith); biases become int32 with scale input scale *
 // weight scale. An embedding table for GATHER gets per-tensor parameters
 // that its output keeps, as a RESHAPE output keeps its input's;
 // L2_NORMALIZATION outputs use the fixed scale 1/128. Tensor names stay.
 func Quantize(g *Graph, calibration [][]any, io IO) (*Graph, error) {
+	return QuantizeWith(g, calibration, QuantizeOptions{IO: io})
+}
+
+// QuantizeWith is Quantize with options.
+func QuantizeWith(g *Graph, calibration [][]any, o QuantizeOptions) (*Graph, error) {
+	io := o.IO
 	if len(calibration) == 0 {
 		return nil, fmt.Errorf("modelgen: quantize: no calibration input")
 	}
@@ -54,7 +72,7 @@ func Quantize(g *Graph, calibration [][]any, io IO) (*Graph, error) {
 		}
 	}
 
-	q := &quantizer{dst: NewGraph(g.Description), m: map[*Tensor]*Tensor{}}
+	q := &quantizer{dst: NewGraph(g.Description), m: map[*Tensor]*Tensor{}, perChannelFC: o.PerChannelFullyConnected}
 	act := func(t *Tensor) *Quant { return chooseQuant(lo[t], hi[t], Int8) }
 
 	var inputs []*Tensor
@@ -101,8 +119,9 @@ func Quantize(g *Graph, calibration [][]any, io IO) (*Graph, error) {
 }
 
 type quantizer struct {
-	dst *Graph
-	m   map[*Tensor]*Tensor // source tensor -> quantized tensor
+	dst          *Graph
+	m            map[*Tensor]*Tensor // source tensor -> quantized tensor
+	perChannelFC bool
 }
 
 // op adds the quantized counterpart of op; act gives an activation's
@@ -132,7 +151,7 @@ func (q *quantizer) op(op *Op, act func(*Tensor) *Quant) error {
 			dim = 3 // [1, KH, KW, C]
 		}
 		w, b := op.Inputs[1], op.Inputs[2]
-		perChannel := op.Kind != OpFullyConnected
+		perChannel := op.Kind != OpFullyConnected || q.perChannelFC
 		wq, wdata := quantizeWeights(w.Data.([]float32), w.Shape, dim, perChannel)
 		qw := q.dst.NewConst(w.Name, w.Shape, wdata, wq)
 		bq, bdata := quantizeBias(b.Data.([]float32), ins[0].Quant.scale0(), wq.Scale)
@@ -168,6 +187,63 @@ func (q *quantizer) op(op *Op, act func(*Tensor) *Quant) error {
 		return fmt.Errorf("cannot quantize %v", op.Kind)
 	}
 	return nil
+}
+
+// QuantizeDynamicRange makes a dynamic-range (hybrid) model of a float32
+// graph, as TFLite's converter does with Optimize.DEFAULT and no
+// calibration data, for FULLY_CONNECTED: its weights become int8 with
+// symmetric per-output-channel scales, and the layer gets
+// asymmetric_quantize_inputs, so the runtime quantizes each input row to
+// int8 on every invoke (the operator is version 12). Inputs, outputs,
+// activations, biases and the other operators stay float32; tensor names
+// stay. TensorFlow Lite 2.9 does not load such a model.
+func QuantizeDynamicRange(g *Graph) (*Graph, error) {
+	if err := g.Validate(); err != nil {
+		return nil, fmt.Errorf("modelgen: quantize dynamic range: %w", err)
+	}
+	dst := NewGraph(g.Description)
+	m := map[*Tensor]*Tensor{}
+	for _, t := range g.tensors {
+		if t.Type != Float32 && t.Type != Int32 {
+			return nil, fmt.Errorf("%w: quantize dynamic range: tensor %v is not float32 or int32; want a float graph", ErrInvalidGraph, t)
+		}
+	}
+	weights := map[*Tensor]bool{}
+	for _, op := range g.ops {
+		if op.Kind == OpFullyConnected {
+			weights[op.Inputs[1]] = true
+		}
+	}
+	for _, t := range g.tensors {
+		switch {
+		case weights[t]:
+			wq, data := quantizeWeights(t.Data.([]float32), t.Shape, 0, true)
+			m[t] = dst.NewConst(t.Name, t.Shape, data, wq)
+		case t.IsConst():
+			m[t] = dst.NewConst(t.Name, t.Shape, cloneData(t.Data), t.Quant)
+		default:
+			m[t] = dst.NewTensor(t.Name, t.Type, t.Shape, t.Quant)
+		}
+	}
+	mapAll := func(ts []*Tensor) []*Tensor {
+		out := make([]*Tensor, len(ts))
+		for i, t := range ts {
+			out[i] = m[t]
+		}
+		return out
+	}
+	for _, op := range g.ops {
+		c := *op
+		c.Inputs, c.Outputs = mapAll(op.Inputs), mapAll(op.Outputs)
+		c.AsymmetricQuantizeInputs = op.Kind == OpFullyConnected
+		dst.ops = append(dst.ops, &c)
+	}
+	dst.SetInputs(mapAll(g.inputs)...)
+	dst.SetOutputs(mapAll(g.outputs)...)
+	if err := dst.Validate(); err != nil {
+		return nil, fmt.Errorf("modelgen: quantize dynamic range: %w", err)
+	}
+	return dst, nil
 }
 
 // isParam reports whether input i of op is a float constant that the

@@ -141,3 +141,88 @@ func TestQuantizeErrors(t *testing.T) {
 		t.Errorf("quantizing an int8 graph: err = %v, want ErrInvalidGraph", err)
 	}
 }
+
+// TestQuantizeOptionsFullyConnected checks the two other forms of a
+// FULLY_CONNECTED model: static int8 with per-channel weights (QuantizeWith)
+// and dynamic range (QuantizeDynamicRange), against the float model.
+func TestQuantizeOptionsFullyConnected(t *testing.T) {
+	for _, m := range TinyModels()[:3] { // the FULLY_CONNECTED models
+		fg, err := m.Graph(Float, 3)
+		if err != nil {
+			t.Fatal(err)
+		}
+		calib := RandomInputs(fg, 3)
+		want, err := fg.Eval(calib...)
+		if err != nil {
+			t.Fatal(err)
+		}
+
+		pc, err := QuantizeWith(fg, [][]any{calib}, QuantizeOptions{IO: FloatIO, PerChannelFullyConnected: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		op := pc.Ops()[1] // after the input's QUANTIZE
+		w, b := op.Inputs[1], op.Inputs[2]
+		if op.Kind != OpFullyConnected || len(w.Quant.Scale) != w.Shape[0] || w.Quant.Dim != 0 || len(b.Quant.Scale) != w.Shape[0] {
+			t.Fatalf("%s: %v weights %v %v, bias %v; want per-channel weights and bias", m.Name, op.Kind, w, w.Quant, b.Quant)
+		}
+		// The float graph's weights, quantized row by row, are within half a
+		// step of their channel's scale.
+		fw := fg.Ops()[0].Inputs[1].Data.([]float32)
+		k := w.Shape[1]
+		for i, q := range w.Data.([]int8) {
+			s := w.Quant.Scale[i/k]
+			if d := math.Abs(float64(fw[i] - s*float32(q))); d > 0.5001*float64(s) {
+				t.Fatalf("%s: weight %d is %g, quantized %d * %g", m.Name, i, fw[i], q, s)
+			}
+		}
+		got, err := pc.Eval(calib...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		step := float64(pc.Ops()[len(pc.Ops())-1].Inputs[0].Quant.Scale[0])
+		worst := 0.0
+		for i, v := range want[0].([]float32) {
+			worst = max(worst, math.Abs(float64(v-got[0].([]float32)[i]))/step)
+		}
+		if worst > 0.02*255 {
+			t.Errorf("%s: per-channel int8 differs from float by up to %.1f steps", m.Name, worst)
+		}
+
+		dr, err := QuantizeDynamicRange(fg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(dr.Ops()) != 1 || !dr.Ops()[0].AsymmetricQuantizeInputs || OpVersion(dr.Ops()[0]) != 12 ||
+			dr.Inputs()[0].Type != Float32 || dr.Outputs()[0].Type != Float32 || dr.Ops()[0].Inputs[2].Type != Float32 {
+			t.Fatalf("%s: dynamic range ops %v, input %v, output %v", m.Name, dr.Ops(), dr.Inputs()[0], dr.Outputs()[0])
+		}
+		dw := dr.Ops()[0].Inputs[1]
+		if !dw.Quant.equal(w.Quant) || !slices.Equal(dw.Data.([]int8), w.Data.([]int8)) {
+			t.Errorf("%s: dynamic-range weights differ from the static per-channel ones", m.Name)
+		}
+		// The reference computes with the dequantized weights: each is off by
+		// at most half its channel's step, so output c moves by at most
+		// sum_k |x_k| * scale_c / 2.
+		got, err = dr.Eval(calib...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		x := calib[0].([]float32)
+		n := dr.Outputs()[0].Shape[1]
+		for i, v := range want[0].([]float32) {
+			r, c := i/n, i%n
+			var sum float64
+			for _, xv := range x[r*k : (r+1)*k] {
+				sum += math.Abs(float64(xv))
+			}
+			bound := sum*float64(dw.Quant.Scale[c])/2 + 1e-5*math.Abs(float64(v)) + 1e-6
+			if d := math.Abs(float64(v - got[0].([]float32)[i])); d > bound {
+				t.Errorf("%s: dynamic-range output %d differs from float by %g, bound %g", m.Name, i, d, bound)
+			}
+		}
+	}
+	if _, err := QuantizeDynamicRange(NewGraph("empty")); !errors.Is(err, ErrInvalidGraph) {
+		t.Errorf("empty graph: err = %v, want ErrInvalidGraph", err)
+	}
+}

@@ -165,6 +165,9 @@ func checkOp(op *Op) error {
 			return fmt.Errorf("takes no fused activation, got %v", op.Act)
 		}
 	}
+	if op.AsymmetricQuantizeInputs && !hybrid(op) {
+		return fmt.Errorf("asymmetric_quantize_inputs is only for a hybrid FULLY_CONNECTED (float32 input and output, int8 weights)")
+	}
 	in, out := op.Inputs[0], op.Outputs[0]
 	switch op.Kind {
 	case OpFullyConnected, OpConv2D, OpDepthwiseConv2D:
@@ -244,6 +247,13 @@ func checkOp(op *Op) error {
 	return nil
 }
 
+// hybrid reports whether op is a hybrid (dynamic-range) FULLY_CONNECTED:
+// float32 input and output around int8 weights.
+func hybrid(op *Op) bool {
+	return op.Kind == OpFullyConnected && len(op.Inputs) == 3 && len(op.Outputs) == 1 &&
+		op.Inputs[0].Type == Float32 && op.Inputs[1].Type == Int8 && op.Outputs[0].Type == Float32
+}
+
 // checkWeighted validates FULLY_CONNECTED, CONV_2D and DEPTHWISE_CONV_2D.
 func checkWeighted(op *Op) error {
 	in, w, b, out := op.Inputs[0], op.Inputs[1], op.Inputs[2], op.Outputs[0]
@@ -254,8 +264,10 @@ func checkWeighted(op *Op) error {
 	switch {
 	case in.Type == Float32 && w.Type == Float32 && b.Type == Float32 && out.Type == Float32:
 	case quantized && w.Type == Int8 && b.Type == Int32 && out.Type == Int8:
+	case hybrid(op) && b.Type == Float32:
 	default:
-		return fmt.Errorf("types input %v, weights %v, bias %v, output %v; want all float32, or int8 with int8 weights and int32 bias",
+		return fmt.Errorf("types input %v, weights %v, bias %v, output %v; want all float32, int8 with int8 weights and int32 bias, "+
+			"or (FULLY_CONNECTED only) float32 with int8 weights",
 			in.Type, w.Type, b.Type, out.Type)
 	}
 	var channels, chanDim int
@@ -296,18 +308,15 @@ func checkWeighted(op *Op) error {
 	if !slices.Equal(b.Shape, []int{channels}) {
 		return fmt.Errorf("bias %v, want shape [%d]", b, channels)
 	}
-	if !quantized {
+	if !quantized && !hybrid(op) {
 		return nil
 	}
-	if err := perTensor(in, out); err != nil {
-		return err
-	}
+	// Per-channel FULLY_CONNECTED weights are valid TFLite, and LiteRT runs
+	// them right. TensorFlow Lite 2.9's int8 kernel reads only the
+	// tensor-wide scale, which that runtime leaves 0 for per-channel
+	// tensors: it loads such a model and writes wrong outputs, without an
+	// error. Quantize gives FULLY_CONNECTED one scale unless asked.
 	wq := w.Quant
-	if op.Kind == OpFullyConnected && !wq.perTensor() {
-		// The 2.9 kernel reads only the tensor-wide scale, which the runtime
-		// leaves 0 for per-channel tensors: every output would be the zero point.
-		return fmt.Errorf("weights %v have %v; TFLite 2.9's int8 FULLY_CONNECTED needs one scale", w, wq)
-	}
 	if !wq.perTensor() && (len(wq.Scale) != channels || wq.Dim != chanDim) {
 		return fmt.Errorf("weights %v have %v; want one scale or %d along dimension %d", w, wq, channels, chanDim)
 	}
@@ -315,6 +324,15 @@ func checkWeighted(op *Op) error {
 		if z != 0 {
 			return fmt.Errorf("weights %v have zero point %d; int8 weights must be symmetric (zero point 0)", w, z)
 		}
+	}
+	if !quantized { // hybrid: a float bias, no activation parameters
+		if b.Quant != nil {
+			return fmt.Errorf("float bias %v of a hybrid layer has quantization parameters", b)
+		}
+		return nil
+	}
+	if err := perTensor(in, out); err != nil {
+		return err
 	}
 	bq := b.Quant
 	if bq == nil || len(bq.Scale) != len(wq.Scale) {

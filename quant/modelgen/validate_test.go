@@ -114,15 +114,42 @@ func TestValidateOpRules(t *testing.T) {
 		build func(g *Graph)
 		want  string
 	}{
-		{"per-channel FULLY_CONNECTED weights", func(g *Graph) {
+		{"asymmetric_quantize_inputs on an int8 FULLY_CONNECTED", func(g *Graph) {
 			x := g.NewTensor("x", Int8, []int{1, 2}, PerTensor(0.5, 0))
 			w := g.NewConst("w", []int{2, 2}, make([]int8, 4), PerChannel([]float32{0.1, 0.2}, 0))
 			b := g.NewConst("b", []int{2}, make([]int32, 2), PerChannel([]float32{0.05, 0.1}, 0))
 			y := g.NewTensor("y", Int8, []int{1, 2}, PerTensor(0.1, 0))
+			g.FullyConnected(x, w, b, y, ActNone).AsymmetricQuantizeInputs = true
+			g.SetInputs(x)
+			g.SetOutputs(y)
+		}, "only for a hybrid FULLY_CONNECTED"},
+		{"hybrid FULLY_CONNECTED with an int32 bias", func(g *Graph) {
+			x := g.NewTensor("x", Float32, []int{1, 2}, nil)
+			w := g.NewConst("w", []int{2, 2}, make([]int8, 4), PerChannel([]float32{0.1, 0.2}, 0))
+			b := g.NewConst("b", []int{2}, make([]int32, 2), PerChannel([]float32{0.05, 0.1}, 0))
+			y := g.NewTensor("y", Float32, []int{1, 2}, nil)
 			g.FullyConnected(x, w, b, y, ActNone)
 			g.SetInputs(x)
 			g.SetOutputs(y)
-		}, "TFLite 2.9's int8 FULLY_CONNECTED needs one scale"},
+		}, "or (FULLY_CONNECTED only) float32 with int8 weights"},
+		{"hybrid FULLY_CONNECTED weights with a zero point", func(g *Graph) {
+			x := g.NewTensor("x", Float32, []int{1, 2}, nil)
+			w := g.NewConst("w", []int{2, 2}, make([]int8, 4), PerTensor(0.1, 3))
+			b := g.NewConst("b", []int{2}, make([]float32, 2), nil)
+			y := g.NewTensor("y", Float32, []int{1, 2}, nil)
+			g.FullyConnected(x, w, b, y, ActNone)
+			g.SetInputs(x)
+			g.SetOutputs(y)
+		}, "must be symmetric"},
+		{"hybrid CONV_2D", func(g *Graph) {
+			x := g.NewTensor("x", Float32, []int{1, 2, 2, 1}, nil)
+			w := g.NewConst("w", []int{1, 1, 1, 1}, make([]int8, 1), PerTensor(0.1, 0))
+			b := g.NewConst("b", []int{1}, make([]float32, 1), nil)
+			y := g.NewTensor("y", Float32, []int{1, 2, 2, 1}, nil)
+			g.Conv2D(x, w, b, y, Conv{})
+			g.SetInputs(x)
+			g.SetOutputs(y)
+		}, "or (FULLY_CONNECTED only) float32 with int8 weights"},
 		{"int8 L2_NORMALIZATION output scale", func(g *Graph) {
 			x := g.NewTensor("x", Int8, []int{1, 8}, PerTensor(0.5, 0))
 			y := g.NewTensor("y", Int8, []int{1, 8}, PerTensor(0.01, 0))

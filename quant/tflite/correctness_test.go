@@ -327,7 +327,7 @@ func TestDynamicRangeFullyConnected(t *testing.T) {
 			c := cosineSim(got, want)
 			worst := 0.0 // largest error as a fraction of its element's bound
 			for i := range want {
-				worst = max(worst, math.Abs(float64(got[i])-float64(want[i]))/bound[i])
+				worst = max(worst, math.Abs(float64(got[i])-float64(want[i]))/float64(bound[i]))
 			}
 			t.Logf("input %d: cosine %.7f, max difference %.3g (output magnitude %.3g), at most %.2f of the bound",
 				seed, c, maxAbsDiff(got, want), maxAbsOf(want), worst)

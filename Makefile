@@ -267,9 +267,10 @@ test: deps
 # ---- arm64 tests under QEMU -------------------------------------------------
 # The packages with arithmetic and I/O, cross-compiled and run by
 # qemu-aarch64-static as a Raspberry Pi 4 (cortex-a72: ARMv8.0, no dot-product
-# instructions) and a Pi 5 (cortex-a76). No benchmarks: timings under QEMU
-# mean nothing.
-ARM64_TEST_PKGS  := ./quant ./quant/kernel ./quant/tflite ./quant/tokenizer ./quant/bundle \
+# instructions) and a Pi 5 (cortex-a76), through .ci/qemu-exec, which shows
+# LiteRT the board's /proc/cpuinfo (root: a private mount namespace). No
+# benchmarks: timings under QEMU mean nothing.
+ARM64_TEST_PKGS  := ./quant ./quant/kernel ./quant/tflite ./quant/tflite/litert ./quant/tokenizer ./quant/bundle \
   ./quant/encoder ./quant/modelgen/... ./camera ./store
 ARM64_QEMU_CPUS  := cortex-a72 cortex-a76
 # -short: leaves out the 300 M MAC MobileNet run and the calibration images
@@ -299,7 +300,7 @@ test-arm64-run: deps-litert deps-tflite deps-fixtures $(CROSS_DEPS)
 	for cpu in $(ARM64_QEMU_CPUS); do \
 	  echo "test-arm64: QEMU_CPU=$$cpu$${noexec:+ (NOT RUN: $$noexec, see the warning above)}"; start=$$(date +%s); \
 	  $(GO) test $(GO_TAGS) -count=1 -timeout 20m $(ARM64_TEST_FLAGS) $${noexec:+-skip "^$$noexec\$$"} \
-	    -exec "env QEMU_CPU=$$cpu QEMU_LD_PREFIX=$(CROSS_SYSROOT) LD_LIBRARY_PATH=$(CROSS_GUEST_LIBDIRS) qemu-aarch64-static" \
+	    -exec "env QEMU_LD_PREFIX=$(CROSS_SYSROOT) LD_LIBRARY_PATH=$(CROSS_GUEST_LIBDIRS) $(CURDIR)/.ci/qemu-exec $$cpu" \
 	    $(ARM64_TEST_PKGS) || failed="$$failed $$cpu"; \
 	  echo "test-arm64: QEMU_CPU=$$cpu took $$(( $$(date +%s) - start ))s"; \
 	done; \
@@ -307,6 +308,19 @@ test-arm64-run: deps-litert deps-tflite deps-fixtures $(CROSS_DEPS)
 
 bench: deps
 	$(GO) test -run '^$$' -bench . -benchmem ./quant/... ./camera/...
+
+# LiteRT and TensorFlow Lite 2.9 side by side in one run: the benchmark
+# encoder (MobileNetV2-like, 224x224, 300 M MACs) in float32 and int8, 1 and 2
+# threads, each configuration BENCH_COUNT times; prints the median ms per
+# invoke and the spread (min-max).
+BENCH_COUNT ?= 5
+.PHONY: bench-runtimes
+bench-runtimes: deps
+	$(GO) test -run '^$$' -bench '^BenchmarkInvoke$$' -benchtime 40x -count $(BENCH_COUNT) ./quant/tflite/ | tee bin/bench-runtimes.txt | \
+	  awk '/^BenchmarkInvoke\// { n=$$1; sub(/-[0-9]+$$/, "", n); v[n]=v[n] " " $$3/1e6 } \
+	    END { printf "%-50s %9s %17s\n", "benchmark", "median ms", "spread ms"; \
+	      for (n in v) { k=split(substr(v[n],2), a, " "); asort(a); \
+	        printf "%-50s %9.2f %8.2f-%-8.2f\n", n, (k%2 ? a[(k+1)/2] : (a[k/2]+a[k/2+1])/2), a[1], a[k] } }' | sort
 
 # Regenerates the flatbuffers code of quant/modelgen (checked in; needs flatc).
 generate:
@@ -373,7 +387,7 @@ uninstall:
 # removes and purges it on this machine (systemd/debian/test-deb.sh).
 DEB_APT_PACKAGES      := chrpath
 DEB_TEST_APT_PACKAGES := lintian
-DEB_BUILD = OBJDUMP=$(CROSS_PREFIX)objdump STRIP=$(CROSS_PREFIX)strip \
+DEB_BUILD = OBJDUMP=$(CROSS_PREFIX)objdump STRIP=$(CROSS_PREFIX)strip LITERT_LIBDIR=$(LITERT_DIR)/lib \
   systemd/debian/build-deb.sh $(ARCH) $(SIGHTD_BIN) $(TFLITE_DIR)/lib
 
 .PHONY: deb test-deb deps-deb

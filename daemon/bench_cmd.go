@@ -20,7 +20,8 @@ import (
 
 func newBenchCmd() *cobra.Command {
 	var bundlePath, source, grid string
-	var frames int
+	var frames, invokes int
+	var compare bool
 	var prompts []string
 	var rt runtimeFlags
 	cmd := &cobra.Command{
@@ -29,9 +30,15 @@ func newBenchCmd() *cobra.Command {
 		Long: "Runs source -> gate -> regions -> encode -> match -> decide for N frames (files as\n" +
 			"fast as the pipeline takes them) and prints frames/s, the invoke time alone (the\n" +
 			"engine's own limit on this model), the pipeline's cost above it, the gate's pass\n" +
-			"rate, matching time and peak memory.",
+			"rate, matching time and peak memory.\n\n" +
+			"--compare instead times the bundle's two towers alone on LiteRT and on\n" +
+			"TensorFlow Lite 2.9 (XNNPACK and built-in kernels), 1 and 2 threads, and shows\n" +
+			"how far each runtime's output is from LiteRT's on the same input.",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if compare {
+				return runCompare(cmd.Context(), cmd.OutOrStdout(), bundlePath, invokes)
+			}
 			cc := camera.Defaults()
 			cc.Name, cc.Source, cc.Fast, cc.Loop = "bench", source, true, true
 			if grid != "" {
@@ -48,6 +55,8 @@ func newBenchCmd() *cobra.Command {
 	cmd.Flags().StringVar(&bundlePath, "bundle", "", "model bundle (directory or tar)")
 	cmd.Flags().StringVar(&source, "source", "", "camera source (a video file is read as fast as possible, looped)")
 	cmd.Flags().IntVar(&frames, "frames", 300, "frames to run")
+	cmd.Flags().BoolVar(&compare, "compare", false, "time the towers on every runtime side by side (no --source)")
+	cmd.Flags().IntVar(&invokes, "invokes", 50, "with --compare: invokes per tower, runtime and thread count")
 	cmd.Flags().StringVar(&grid, "grid", "", "grid regions ROWSxCOLS besides the full frame")
 	cmd.Flags().StringArrayVar(&prompts, "prompt", []string{"a package on the porch", "a person at the door", "the garage door is open"}, "rule prompts to match (repeatable)")
 	rt.register(cmd)
@@ -68,7 +77,10 @@ func runBench(ctx context.Context, w io.Writer, bundlePath string, cc camera.Con
 	}
 	defer done()
 	m := towers.Manifest()
-	opts := rt.options()
+	opts, err := rt.options()
+	if err != nil {
+		return err
+	}
 	text, err := towers.NewText(opts)
 	if err != nil {
 		return err

@@ -7,6 +7,8 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -48,7 +50,7 @@ func TestVersionCommand(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !strings.Contains(out, "sightd ") || !strings.Contains(out, "tensorflow lite "+tflite.Version()) {
+	if !strings.Contains(out, "sightd ") || !strings.Contains(out, "runtime "+tflite.Version()) || !strings.Contains(out, "LiteRT 2.3.0") {
 		t.Fatalf("version output:\n%s", out)
 	}
 }
@@ -277,6 +279,31 @@ func TestBenchCommand(t *testing.T) {
 	}
 	if _, err := run(t, "bench", "--bundle", demoBundle(t), "--source", "rtmp://nowhere/x"); err == nil {
 		t.Error("a bad source was accepted")
+	}
+}
+
+// bench --compare runs both towers on every runtime configuration; on the
+// demo bundle's models all runtimes agree with LiteRT.
+func TestBenchCompare(t *testing.T) {
+	out, err := run(t, "bench", "--compare", "--bundle", demoBundle(t), "--invokes", "3")
+	if err != nil {
+		t.Fatal(err)
+	}
+	row := regexp.MustCompile(`(?m)^(image|text) +(litert/xnnpack|tflite2\.9/xnnpack|tflite2\.9/builtin) +([12]) +[0-9.]+ +[0-9.]+-[0-9.]+ +([0-9.]+)$`)
+	rows := row.FindAllStringSubmatch(out, -1)
+	if len(rows) != 12 {
+		t.Fatalf("want 12 rows (2 towers x 3 runtimes x 2 thread counts), got %d:\n%s", len(rows), out)
+	}
+	for _, r := range rows {
+		if c, _ := strconv.ParseFloat(r[4], 64); c < 0.99 {
+			t.Errorf("%s on %s: cosine to LiteRT %v", r[1], r[2], c)
+		}
+	}
+	if _, err := run(t, "bench", "--compare", "--bundle", demoBundle(t), "--invokes", "0"); err == nil {
+		t.Error("--invokes 0 was accepted")
+	}
+	if _, err := run(t, "encode", "--bundle", demoBundle(t), "--text", "x", "--runtime", "tflite3"); err == nil || !strings.Contains(err.Error(), "--runtime") {
+		t.Errorf("a bad --runtime: %v", err)
 	}
 }
 

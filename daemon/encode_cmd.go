@@ -25,20 +25,26 @@ type runtimeFlags struct {
 	threads int
 	xnnpack bool
 	edgeTPU bool
+	runtime string
 }
 
 func (f *runtimeFlags) register(cmd *cobra.Command) {
 	cmd.Flags().IntVar(&f.threads, "threads", 0, "inference threads (0: the number of CPUs, at most 4)")
-	cmd.Flags().BoolVar(&f.xnnpack, "xnnpack", true, "apply the XNNPACK delegate")
+	cmd.Flags().BoolVar(&f.xnnpack, "xnnpack", true, "apply the XNNPACK delegate (TensorFlow Lite 2.9; LiteRT always uses XNNPACK)")
+	cmd.Flags().StringVar(&f.runtime, "runtime", "auto", "auto (LiteRT; TensorFlow Lite 2.9 for an Edge TPU model), litert or tflite2.9")
 	cmd.Flags().BoolVar(&f.edgeTPU, "edgetpu", false, "use a Coral Edge TPU when present")
 }
 
-func (f *runtimeFlags) options() tflite.Options {
-	o := tflite.Options{Threads: inferenceThreads(f.threads), XNNPACK: f.xnnpack}
+func (f *runtimeFlags) options() (tflite.Options, error) {
+	rt, err := tflite.ParseRuntime(f.runtime)
+	if err != nil {
+		return tflite.Options{}, fmt.Errorf("--runtime: %w", err)
+	}
+	o := tflite.Options{Runtime: rt, Threads: inferenceThreads(f.threads), XNNPACK: f.xnnpack}
 	if f.edgeTPU {
 		o.EdgeTPU = tflite.EdgeTPUAuto
 	}
-	return o
+	return o, nil
 }
 
 // openTowers opens a bundle (directory or tar) and loads its towers; close
@@ -129,7 +135,11 @@ func newEncodeCmd() *cobra.Command {
 			} else {
 				texts = []string{text}
 			}
-			items, err := embedAll(t, rt.options(), images, texts)
+			opts, err := rt.options()
+			if err != nil {
+				return err
+			}
+			items, err := embedAll(t, opts, images, texts)
 			if err != nil {
 				return err
 			}
@@ -170,7 +180,11 @@ func newSimilarityCmd() *cobra.Command {
 				return err
 			}
 			defer done()
-			items, err := embedAll(t, rt.options(), images, texts)
+			opts, err := rt.options()
+			if err != nil {
+				return err
+			}
+			items, err := embedAll(t, opts, images, texts)
 			if err != nil {
 				return err
 			}

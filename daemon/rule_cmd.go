@@ -74,11 +74,15 @@ func openRuleEnv(ctx context.Context, storeDir, bundlePath string, rt runtimeFla
 	}
 	e.towers = towers
 	e.closers = append(e.closers, done)
-	if e.text, err = towers.NewText(rt.options()); err != nil {
+	opts, err := rt.options()
+	if err != nil {
+		return nil, err
+	}
+	if e.text, err = towers.NewText(opts); err != nil {
 		return nil, err
 	}
 	e.closers = append(e.closers, func() { e.text.Close() })
-	if e.image, err = towers.NewImage(rt.options()); err != nil {
+	if e.image, err = towers.NewImage(opts); err != nil {
 		return nil, err
 	}
 	e.closers = append(e.closers, func() { e.image.Close() })

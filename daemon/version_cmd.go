@@ -13,12 +13,12 @@ import (
 func newVersionCmd() *cobra.Command {
 	return &cobra.Command{
 		Use:   "version",
-		Short: "Print sightd's version and the TensorFlow Lite runtime's",
+		Short: "Print sightd's version and its inference runtimes' (LiteRT; TensorFlow Lite for the Edge TPU)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			w := cmd.OutOrStdout()
 			fmt.Fprintf(w, "sightd %s (%s, %s/%s)\n", version.Version, runtime.Version(), runtime.GOOS, runtime.GOARCH)
-			fmt.Fprintf(w, "tensorflow lite %s\n", tflite.Version())
+			fmt.Fprintf(w, "runtime %s\n", tflite.Version())
 			return nil
 		},
 	}

@@ -60,6 +60,7 @@ runpath=$("$OBJDUMP" -p "$root/usr/bin/sightd" | awk '$1=="RUNPATH"{print $2}')
 
 # The TensorFlow Lite runtime and the external delegate (dlopen'ed for a Coral).
 install -d -m 0755 "$root/usr/lib/sightd"
+install -m 0644 "${LITERT_LIBDIR:?LITERT_LIBDIR: the folder of libLiteRt.so}/libLiteRt.so" "$root/usr/lib/sightd/libLiteRt.so"
 for l in libtensorflowlite_c.so libexternal_delegate_obj.so; do
 	install -m 0644 "$tflite_libdir/$l" "$root/usr/lib/sightd/$l"
 done
@@ -92,8 +93,9 @@ install -d -m 0755 "$doc"
 	sed -e '1,/^Copyright/d' -e 's/^$/./' -e 's/^/ /' "$top/LICENSE"
 	echo
 	echo "Files: usr/lib/sightd/*"
-	echo "Copyright: The TensorFlow Authors"
+	echo "Copyright: The TensorFlow Authors, Google LLC"
 	echo "License: Apache-2.0"
+	echo " LiteRT 2.3 (libLiteRt.so), from the PyPI wheel ai-edge-litert 2.3.0;"
 	echo " TensorFlow Lite 2.9 C runtime, from the npm package tfjs-tflite-node 0.0.2."
 	echo " On Debian systems the full text of the Apache License 2.0 is in"
 	echo " /usr/share/common-licenses/Apache-2.0."
@@ -115,7 +117,7 @@ needed=$("$OBJDUMP" -p "$root/usr/bin/sightd" "$root"/usr/lib/sightd/*.so | awk 
 deps=(adduser)
 for l in $needed; do
 	case "$l" in
-	libtensorflowlite_c.so) ;; # shipped
+	libtensorflowlite_c.so | libLiteRt.so) ;; # shipped
 	libopencv_*.so.406) m=${l#libopencv_}; m=${m%.so.406}; deps+=("libopencv-${m//_/-}406") ;;
 	libc.so.6 | libm.so.6 | libdl.so.2 | librt.so.1 | libpthread.so.0 | ld-linux-*.so.*) deps+=(libc6) ;;
 	libstdc++.so.6) deps+=(libstdc++6) ;;

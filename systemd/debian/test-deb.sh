@@ -52,6 +52,7 @@ echo "     Depends: $depends"
 dpkg-deb --contents "$deb" >"$work/contents"
 has() { awk -v p="$2" -v m="$1" '$6==p && $1==m && $2=="root/root"{f=1} END{exit !f}' "$work/contents"; }
 check "binary ./usr/bin/sightd 0755 root" has -rwxr-xr-x ./usr/bin/sightd
+check "LiteRT in ./usr/lib/sightd" has -rw-r--r-- ./usr/lib/sightd/libLiteRt.so
 check "runtime in ./usr/lib/sightd" has -rw-r--r-- ./usr/lib/sightd/libtensorflowlite_c.so
 check "external delegate in ./usr/lib/sightd" has -rw-r--r-- ./usr/lib/sightd/libexternal_delegate_obj.so
 check "unit in ./lib/systemd/system" has -rw-r--r-- ./lib/systemd/system/sightd.service
@@ -104,7 +105,8 @@ installed_here=1
 
 check "apt-get install ./$(basename "$deb")" apt install "$deb"
 check "dpkg says installed" bash -c "dpkg-query -W -f='\${Status}' sightd | grep -qx 'install ok installed'"
-check "/usr/bin/sightd runs on the bundled runtime" bash -c "/usr/bin/sightd version | grep -q 'tensorflow lite 2.9'"
+check "/usr/bin/sightd runs on the bundled runtimes" bash -c "/usr/bin/sightd version | grep -q 'LiteRT 2.3.0 (CpuAccelerator .*, /usr/lib/sightd/libLiteRt.so); TensorFlow Lite 2.9'"
+check "LiteRT loads from /usr/lib/sightd" bash -c "[ \"\$(readlink -f \"\$(ldd /usr/bin/sightd | awk '\$1==\"libLiteRt.so\"{print \$3}')\")\" = /usr/lib/sightd/libLiteRt.so ]"
 check "the runtime loads from /usr/lib/sightd" bash -c "[ \"\$(readlink -f \"\$(ldd /usr/bin/sightd | awk '\$1==\"libtensorflowlite_c.so\"{print \$3}')\")\" = /usr/lib/sightd/libtensorflowlite_c.so ]"
 check "system user sightd (uid < 1000, home /var/lib/sightd, no shell)" bash -c '
 	IFS=: read -r _ _ uid _ _ home shell < <(getent passwd sightd)

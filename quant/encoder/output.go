@@ -69,7 +69,7 @@ func (o *output) read(dst []float32, n int) error {
 	}
 	for i := 0; i < n; i++ {
 		if !Normalize(dst[i*o.dim : (i+1)*o.dim]) {
-			return fmt.Errorf("encoder: embedding %d is zero or not finite", i)
+			return fmt.Errorf("%w: embedding %d is zero or not finite", ErrDegenerate, i)
 		}
 	}
 	return nil

@@ -18,6 +18,10 @@ import (
 // the manifest expects.
 var ErrProbe = errors.New("encoder: probe mismatch")
 
+// ErrDegenerate is an output that cannot be an embedding (all zeros, NaN or
+// infinite): a broken model, or a runtime that computes it wrong.
+var ErrDegenerate = errors.New("encoder: degenerate output")
+
 // Towers is a loaded bundle: both models and the tokenizer, shared read-only
 // by every encoder made from them (one per goroutine).
 type Towers struct {
@@ -124,6 +128,12 @@ func (t *Towers) CheckProbes(rt tflite.Options) ([]float64, error) {
 			err = txt.Encode(p.Text, got)
 		default:
 			err = encodeFile(img, t.Bundle.Path(p.File), got)
+		}
+		if errors.Is(err, ErrDegenerate) {
+			// The runtime computed no direction at all: the worst mismatch.
+			cosines[i] = math.NaN()
+			errs = append(errs, fmt.Errorf("%w: probe %d (%s %q): cosine undefined (%v), want >= %.4f", ErrProbe, i, p.Tower, p.Text+p.File, err, p.MinCosine))
+			continue
 		}
 		if err != nil {
 			errs = append(errs, fmt.Errorf("probe %d (%s): %w", i, p.Tower, err))

@@ -3,6 +3,7 @@ package encoder
 import (
 	"errors"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/sightd/sightd/quant/bundle"
@@ -45,5 +46,38 @@ func TestTowersProbes(t *testing.T) {
 	}
 	if _, err := towers.CheckProbes(tflite.Options{}); !errors.Is(err, ErrProbe) {
 		t.Fatalf("a negated probe vector passed: %v", err)
+	}
+}
+
+// A bundle whose image tower has per-channel int8 FULLY_CONNECTED weights (as
+// today's converters write them): LiteRT reproduces its probes; TensorFlow
+// Lite 2.9 runs the tower without an error and gets it wrong, and the probes
+// refuse it, naming the cosine.
+func TestProbesCatchARuntimeThatMiscomputes(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "demo")
+	if err := demo.Build(dir, demo.Options{PerChannel: true}); err != nil {
+		t.Fatal(err)
+	}
+	b, err := bundle.Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	towers, err := Load(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer towers.Close()
+	cos, err := towers.CheckProbes(tflite.Options{Runtime: tflite.RuntimeLiteRT})
+	if err != nil {
+		t.Fatalf("LiteRT: %v", err)
+	}
+	t.Logf("LiteRT probe cosines %.4f", cos)
+	for _, o := range []tflite.Options{{Runtime: tflite.RuntimeTFLite29}, {Runtime: tflite.RuntimeTFLite29, XNNPACK: true}} {
+		_, err := towers.CheckProbes(o)
+		if !errors.Is(err, ErrProbe) || !strings.Contains(err.Error(), "cosine") || !strings.Contains(err.Error(), "image") {
+			t.Fatalf("TensorFlow Lite 2.9 (xnnpack=%v): %v", o.XNNPACK, err)
+		}
+		t.Logf("TensorFlow Lite 2.9 (xnnpack=%v) refused: %v", o.XNNPACK, err)
 	}
 }

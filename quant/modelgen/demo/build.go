@@ -43,6 +43,11 @@ type Options struct {
 	// benchmarks: the image tower in float32 and a text token table of
 	// CLIP's 49,408 rows.
 	Large bool
+	// PerChannel quantizes the image tower's FULLY_CONNECTED weights per
+	// output channel, as today's converters do: LiteRT runs it right and
+	// TensorFlow Lite 2.9 computes it wrong without an error, which the
+	// bundle's probes catch.
+	PerChannel bool
 }
 
 // textProbes are the text probes: rules with one known word among others,
@@ -104,7 +109,7 @@ func generate(opts Options) (*bundle.Manifest, map[string][]byte, error) {
 	if opts.Bench {
 		return generateBench(opts, voc, files)
 	}
-	img, err := imageModel()
+	img, err := imageModelWith(opts.PerChannel)
 	if err != nil {
 		return nil, nil, err
 	}

@@ -87,12 +87,16 @@ func unitWeights(units []unit) (w, b []float32) {
 
 // imageModel returns the int8 image tower: imageGraph quantized with
 // calibrationImages, int8 input and output.
-func imageModel() (*modelgen.Graph, error) {
+func imageModel() (*modelgen.Graph, error) { return imageModelWith(false) }
+
+// imageModelWith is imageModel with FULLY_CONNECTED weights quantized per
+// output channel when perChannel is set.
+func imageModelWith(perChannel bool) (*modelgen.Graph, error) {
 	var calib [][]any
 	for _, img := range calibrationImages() {
 		calib = append(calib, []any{img})
 	}
-	q, err := modelgen.Quantize(imageGraph(), calib, modelgen.Int8IO)
+	q, err := modelgen.QuantizeWith(imageGraph(), calib, modelgen.QuantizeOptions{IO: modelgen.Int8IO, PerChannelFullyConnected: perChannel})
 	if err != nil {
 		return nil, fmt.Errorf("demo: image tower: %w", err)
 	}

@@ -22,7 +22,7 @@ ARCH      ?= $(HOST_ARCH)
 SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 
 # Debian packages the build and the tests use.
-APT_PACKAGES := libopencv-dev pkg-config mosquitto mosquitto-clients systemd
+APT_PACKAGES := libopencv-dev pkg-config mosquitto mosquitto-clients systemd strace
 
 # The TensorFlow Lite C runtime 2.9.0 (with XNNPACK) ships inside this npm package.
 # The integrity is the registry's own value for this exact version: a different

@@ -29,8 +29,11 @@ import (
 // TestMain lets the test binary stand in for `sightd model install` in a
 // child process the power-cut test kills.
 func TestMain(m *testing.M) {
-	if os.Getenv("SIGHTD_TEST_CHILD") == "install" {
+	switch os.Getenv("SIGHTD_TEST_CHILD") {
+	case "install":
 		os.Exit(installChild())
+	case "command":
+		os.Exit(commandChild())
 	}
 	os.Exit(m.Run())
 }

@@ -9,6 +9,7 @@ import "C"
 
 import (
 	"fmt"
+	"strings"
 	"runtime"
 	"unsafe"
 
@@ -117,6 +118,9 @@ func NewInterpreter(m *Model, o Options) (_ *Interpreter, err error) {
 		}
 	}
 	if o.XNNPACK {
+		if !xnnpackLayoutKnown(Version()) {
+			return nil, fmt.Errorf("%w: XNNPACK delegate options are laid out as TensorFlow Lite 2.9's; this runtime is %s (newer ones put runtime_flags where 2.9 has flags): use LiteRT, or run without XNNPACK", ErrRuntime, Version())
+		}
 		n := o.Threads
 		if n <= 0 {
 			n = 1
@@ -152,6 +156,12 @@ func NewInterpreter(m *Model, o Options) (_ *Interpreter, err error) {
 	runtime.SetFinalizer(ip, (*Interpreter).Close)
 	return ip, nil
 }
+
+// xnnpackLayoutKnown reports whether TfLiteXNNPackDelegateOptions is the
+// 8-byte {num_threads, flags} of the 2.9 runtime. Later runtimes inserted
+// runtime_flags after num_threads: writing 2.9's layout there would set the
+// wrong field without an error.
+func xnnpackLayoutKnown(version string) bool { return strings.HasPrefix(version, "2.9.") }
 
 func (ip *Interpreter) addEdgeTPU(o Options) error {
 	plugin := o.EdgeTPULibrary

@@ -10,8 +10,9 @@ import (
 	"github.com/sightd/sightd/quant/tflite"
 )
 
-// These tests run the generated models in the real TensorFlow Lite runtime
-// (quant/tflite) and compare with modelgen's reference.
+// These tests run the generated models in both real runtimes (LiteRT, and
+// TensorFlow Lite 2.9 with and without XNNPACK) and compare with modelgen's
+// reference.
 
 var precisions = []modelgen.Precision{modelgen.Float, modelgen.Int8Full, modelgen.Int8FloatIO}
 
@@ -19,8 +20,9 @@ var runtimes = []struct {
 	name string
 	opts tflite.Options
 }{
-	{"builtin", tflite.Options{Threads: 1}},
-	{"xnnpack", tflite.Options{Threads: 2, XNNPACK: true}},
+	{"litert", tflite.Options{Runtime: tflite.RuntimeLiteRT, Threads: 2}},
+	{"tflite2.9-builtin", tflite.Options{Runtime: tflite.RuntimeTFLite29, Threads: 1}},
+	{"tflite2.9-xnnpack", tflite.Options{Runtime: tflite.RuntimeTFLite29, Threads: 2, XNNPACK: true}},
 }
 
 func TestRuntimeTinyModels(t *testing.T) {

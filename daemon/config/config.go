@@ -347,9 +347,10 @@ func (c *Config) Warnings() []string {
 
 // CheckFiles reads what `sightd run` reads at start besides the model:
 // the MQTT password and TLS files (when MQTT is on) and the API's token
-// file (when the API is on), and checks that model.bundle exists. Each
-// problem names its field. The bundle's content is checked by loading it,
-// which is the daemon's part.
+// file (when the API is on), and checks that model.bundle exists. It
+// returns every problem joined, each naming its field, without ErrInvalid
+// (the caller says what failed). The bundle's content is checked by
+// loading it, which is the daemon's part.
 func (c *Config) CheckFiles() error {
 	var errs []error
 	if _, err := os.Stat(c.Model.Bundle); err != nil {
@@ -365,10 +366,7 @@ func (c *Config) CheckFiles() error {
 			errs = append(errs, err)
 		}
 	}
-	if len(errs) == 0 {
-		return nil
-	}
-	return fmt.Errorf("%w:\n%w", ErrInvalid, errors.Join(errs...))
+	return errors.Join(errs...)
 }
 
 var deviceID = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,62}$`)

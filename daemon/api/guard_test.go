@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"os"
 	"strings"
 	"testing"
@@ -336,3 +337,39 @@ func TestSettingsValidate(t *testing.T) {
 }
 
 func writeFile(path, content string) error { return os.WriteFile(path, []byte(content), 0o600) }
+
+// The Host and Origin parsing never panics and never lets in a name that
+// is neither loopback, the local address, nor an allowed host.
+func FuzzGuardHostOrigin(f *testing.F) {
+	for _, s := range [][2]string{
+		{"127.0.0.1:8080", "http://127.0.0.1:8080"}, {"localhost:8080", "null"}, {"[::1]:8080", "http://[::1]:8080"},
+		{"evil.example:8080", "http://evil.example"}, {"sightd.lan", "https://sightd.lan"}, {"SIGHTD.LAN:8080", "http://sightd.lan:8080/"},
+		{"192.0.2.2:8080", "http://192.0.2.2:8080"}, {"127.0.0.1:99999", "http://user@localhost:8080"}, {"", "file://"},
+		{"[fe80::1%25eth0]:8080", "http://[::ffff:127.0.0.1]:8080"}, {"localhost.:8080", "http://localhost:8080?x"},
+	} {
+		f.Add(s[0], s[1])
+	}
+	g := newGuard(Config{AllowedHosts: []string{"sightd.lan", "proxy.lan:443"}, Log: zerolog.Nop()}, http.NotFoundHandler())
+	local := &net.TCPAddr{IP: net.ParseIP("192.0.2.2"), Port: 8080}
+	known := func(host string) bool {
+		ip := net.ParseIP(host)
+		return host == "localhost" || host == "sightd.lan" || host == "proxy.lan" || ip != nil && (ip.IsLoopback() || ip.Equal(local.IP))
+	}
+	f.Fuzz(func(t *testing.T, host, origin string) {
+		if g.hostAllowed(host, "80", local) {
+			h, _, ok := splitHost(host)
+			if !ok || !known(h) {
+				t.Fatalf("host %q allowed", host)
+			}
+		}
+		if g.originAllowed(origin, local) {
+			u, err := url.Parse(origin)
+			if err != nil {
+				t.Fatalf("origin %q allowed: %v", origin, err)
+			}
+			if h, _, ok := splitHost(u.Host); !ok || !known(h) {
+				t.Fatalf("origin %q allowed", origin)
+			}
+		}
+	})
+}

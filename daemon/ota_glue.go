@@ -59,7 +59,7 @@ func (d *daemon) loadActiveModel(ctx context.Context) error {
 			return nil
 		}
 		if d.models == nil || path == d.cfg.Model.Bundle {
-			return err
+			return fmt.Errorf("model.bundle: %w", err)
 		}
 		failed, rerr := d.models.Rollback(fmt.Sprintf("model failed its self-test at start: %v", err))
 		if rerr != nil {

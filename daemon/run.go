@@ -2,10 +2,7 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"net"
-	"net/http"
 	"os"
 	"os/signal"
 	"runtime"
@@ -14,6 +11,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
 	"github.com/spf13/cobra"
 
@@ -420,27 +418,42 @@ func (l lockedRules) Delete(ctx context.Context, id string) error {
 	return l.d.mgr.Delete(ctx, id)
 }
 
-func (d *daemon) serveHTTP(ctx context.Context) (*http.Server, error) {
-	if d.cfg.HTTP.Listen == "" {
+func (d *daemon) serveHTTP(ctx context.Context) (*api.Server, error) {
+	set := d.cfg.HTTP
+	if set.Listen == "" {
 		return nil, nil
+	}
+	token, err := set.Token()
+	if err != nil {
+		return nil, err
 	}
 	cams := map[string]api.Snapshotter{}
 	for _, p := range d.pipes {
 		cams[p.Name] = p
 	}
+	log := d.logFor("api").With().Str("component", "api").Logger()
 	h := api.Handler(api.Config{Health: d.health, Cameras: cams, Rules: lockedRules{d}, CameraNames: d.cfg.CameraNames(),
-		OnRulesChanged: d.rulesChanged, Metrics: d.metrics.Registry, Log: d.logFor("api").With().Str("component", "api").Logger()})
-	ln, err := net.Listen("tcp", d.cfg.HTTP.Listen)
+		OnRulesChanged: d.rulesChanged, Metrics: d.metrics.Registry, AllowedHosts: set.AllowedHosts, Token: token, Log: log})
+	srv, err := api.Listen(ctx, set, h, log)
 	if err != nil {
-		return nil, fmt.Errorf("http.listen: %w", err)
+		return nil, err
 	}
-	srv := &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second, BaseContext: func(net.Listener) context.Context { return ctx }}
+	d.metrics.AddGauge("sightd_http_connections", "Open connections to the local API.", func() float64 {
+		open, _ := srv.Connections()
+		return float64(open)
+	})
+	d.metrics.Registry.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
+		Name: "sightd_http_connections_refused_total", Help: "Connections to the local API closed on arrival: max_connections were open."},
+		func() float64 { _, refused := srv.Connections(); return float64(refused) }))
 	go func() {
-		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		if err := srv.Serve(); err != nil {
 			d.log.Error().Err(err).Msg("http server stopped")
 		}
 	}()
-	d.log.Info().Str("listen", ln.Addr().String()).Msg("local API serving")
+	for _, w := range set.Warnings() {
+		log.Warn().Msg(w)
+	}
+	log.Info().Str("listen", srv.Addr().String()).Bool("token", token != "").Strs("allowed_hosts", set.AllowedHosts).Msg("local API serving")
 	return srv, nil
 }
 

@@ -95,6 +95,24 @@ mqtt: {broker: "tcp://%s", embedded_broker: {listen: %q}}
 	if resp.StatusCode != 503 || !strings.Contains(string(body), `"name":"camera/attic","ok":false`) {
 		t.Errorf("healthz with a missing camera: %d %s", resp.StatusCode, body)
 	}
+	// A page in a browser on this machine can neither change the rules
+	// (a cross-site text/plain POST) nor read them (a rebound DNS name).
+	attack, _ := http.NewRequest("POST", "http://"+listen+"/api/rules", strings.NewReader(`{"id":"purple","prompts":["x"],"enabled":false}`))
+	attack.Header.Set("Content-Type", "text/plain")
+	attack.Header.Set("Origin", "http://evil.example")
+	rebound, _ := http.NewRequest("GET", "http://"+listen+"/api/rules", nil)
+	rebound.Host = "evil.example:" + strings.Split(listen, ":")[1]
+	for _, req := range []*http.Request{attack, rebound} {
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 403 || strings.Contains(string(body), "purple") {
+			t.Errorf("%s %s from a foreign page: %d %s", req.Method, req.Host, resp.StatusCode, body)
+		}
+	}
 	// A reloaded configuration (SIGHUP) adds its rules.
 	cfg2 := *cfg
 	orange := &rules.Rule{ID: "orange", Prompts: []string{"something orange"}}

@@ -190,6 +190,16 @@ func LoadKeyring(entries []string) (Keyring, error) {
 	return r, nil
 }
 
+// LoadKey reads one keyring entry, as LoadKeyring does each; the error
+// describes the entry (a path, or "inline") without the caller's index.
+func LoadKey(entry string) (PublicKey, error) {
+	k, err := loadKey(entry)
+	if err != nil {
+		return PublicKey{}, fmt.Errorf("ota: trusted key (%s): %w", describeEntry(entry), err)
+	}
+	return k, nil
+}
+
 // inline reports whether a keyring entry holds a key line (perhaps with
 // comments) rather than a path.
 func inline(entry string) bool {

@@ -67,6 +67,8 @@ func TestUnitVerifyCatchesMistakes(t *testing.T) {
 		{"bad value", "WatchdogSec=30s", "WatchdogSec=30 sekunden", "Failed to parse"},
 		{"unknown syscall group", "SystemCallFilter=~@privileged", "SystemCallFilter=~@privilegd", "@privilegd"},
 		{"missing program", "ExecReload=/bin/kill", "ExecReload=/nonexistent/kill", "is not executable"},
+		{"bad file limit", "LimitNOFILE=4096", "LimitNOFILE=lots", "Failed to parse"},
+		{"bad memory limit", "MemoryMax=1G", "MemoryMax=1 gigabyte", "Invalid memory limit"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			u := testableUnit(t)
@@ -122,6 +124,9 @@ func TestUnitSettings(t *testing.T) {
 		"Service.DevicePolicy":    "closed",
 		"Install.WantedBy":        "multi-user.target",
 		"Service.NoNewPrivileges": "yes",
+		"Service.LimitNOFILE":     "4096",
+		"Service.MemoryHigh":      "768M",
+		"Service.MemoryMax":       "1G",
 	} {
 		if v := got[k]; len(v) != 1 || v[0] != want {
 			t.Errorf("%s = %q, want %q", k, v, want)

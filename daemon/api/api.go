@@ -1,6 +1,8 @@
 // Package api is sightd's local HTTP interface: /healthz, /metrics,
 // /snapshot/<camera>.jpg and /api/rules. It listens on localhost by default:
-// it can change rules, and it has no authentication of its own.
+// it can change rules. Every request passes a guard first (Host, Origin, an
+// optional bearer token, JSON for changes; see guard), and the server bounds
+// slow, idle and too many connections (see Listen).
 package api
 
 import (
@@ -53,13 +55,19 @@ type Config struct {
 	OnRulesChanged func(ctx context.Context)
 	// Metrics is the registry /metrics serves.
 	Metrics *prometheus.Registry
-	Log     zerolog.Logger
+	// AllowedHosts are Settings.AllowedHosts: Host and Origin values
+	// accepted besides loopback and the address a request arrived at.
+	AllowedHosts []string
+	// Token, when set, is required of every request as a bearer token;
+	// when empty, only requests from loopback peers are served.
+	Token string
+	Log   zerolog.Logger
 }
 
 // MaxRuleBody bounds a rule sent to /api/rules.
 const MaxRuleBody = rules.MaxRuleJSONSize
 
-// Handler returns the HTTP handler.
+// Handler returns the HTTP handler, behind the guard.
 func Handler(cfg Config) http.Handler {
 	s := &server{cfg: cfg}
 	mux := http.NewServeMux()
@@ -70,7 +78,7 @@ func Handler(cfg Config) http.Handler {
 	mux.HandleFunc("POST /api/rules", s.putRule)
 	mux.HandleFunc("PUT /api/rules/{id}", s.putRule)
 	mux.HandleFunc("DELETE /api/rules/{id}", s.deleteRule)
-	return mux
+	return newGuard(cfg, mux)
 }
 
 type server struct{ cfg Config }

@@ -49,6 +49,9 @@ func manager(t *testing.T) *rules.Manager {
 func do(t *testing.T, srv *httptest.Server, method, path, body string) (int, string, http.Header) {
 	t.Helper()
 	req, _ := http.NewRequest(method, srv.URL+path, strings.NewReader(body))
+	if method == "POST" || method == "PUT" {
+		req.Header.Set("Content-Type", "application/json")
+	}
 	resp, err := srv.Client().Do(req)
 	if err != nil {
 		t.Fatal(err)

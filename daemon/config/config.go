@@ -11,7 +11,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"os"
 	"regexp"
 	"slices"
@@ -20,6 +19,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/sightd/sightd/camera"
+	"github.com/sightd/sightd/daemon/api"
 	"github.com/sightd/sightd/daemon/mqtt"
 	"github.com/sightd/sightd/daemon/rules"
 	"github.com/sightd/sightd/ota"
@@ -72,12 +72,9 @@ type Calibration struct {
 	Backgrounds []string `yaml:"backgrounds"`
 }
 
-// HTTP is the local API (health, metrics, snapshots, rules).
-type HTTP struct {
-	// Listen is host:port; empty turns the server off. Localhost by
-	// default: the API can change rules.
-	Listen string `yaml:"listen"`
-}
+// HTTP is the local API (health, metrics, snapshots, rules); the api
+// package owns its settings, defaults and validation.
+type HTTP = api.Settings
 
 // Log sets logging.
 type Log struct {
@@ -99,7 +96,7 @@ func Defaults() Config {
 		Store:       store.Defaults(),
 		MQTT:        mqtt.Defaults(),
 		OTA:         ota.Defaults(),
-		HTTP:        HTTP{Listen: "127.0.0.1:8080"},
+		HTTP:        api.DefaultSettings(),
 		Log:         Log{Level: "info", Format: "auto"},
 	}
 }
@@ -301,7 +298,7 @@ func (c *Config) Validate() error {
 	}
 	keysOK := true
 	for i, k := range c.OTA.TrustedKeys {
-		if _, err := ota.LoadKeyring([]string{k}); err != nil {
+		if _, err := ota.LoadKey(k); err != nil {
 			bad(fmt.Sprintf("ota.trusted_keys[%d]", i), "%v", err)
 			keysOK = false
 		}
@@ -312,8 +309,8 @@ func (c *Config) Validate() error {
 		}
 	}
 	if c.HTTP.Listen != "" {
-		if _, _, err := net.SplitHostPort(c.HTTP.Listen); err != nil {
-			bad("http.listen", "%q: want host:port (%v)", c.HTTP.Listen, err)
+		if err := c.HTTP.Validate(); err != nil {
+			errs = append(errs, err)
 		}
 	}
 	switch c.Log.Level {
@@ -340,6 +337,36 @@ func (c *Config) Validate() error {
 		return nil
 	}
 	return fmt.Errorf("%w:\n%w", ErrInvalid, errors.Join(errs...))
+}
+
+// Warnings are settings that work but that the user should know about:
+// `config check` prints them and `sightd run` logs them.
+func (c *Config) Warnings() []string {
+	return c.HTTP.Warnings()
+}
+
+// CheckFiles reads what `sightd run` reads at start besides the model:
+// the MQTT password and TLS files (when MQTT is on) and the API's token
+// file (when the API is on), and checks that model.bundle exists. It
+// returns every problem joined, each naming its field, without ErrInvalid
+// (the caller says what failed). The bundle's content is checked by
+// loading it, which is the daemon's part.
+func (c *Config) CheckFiles() error {
+	var errs []error
+	if _, err := os.Stat(c.Model.Bundle); err != nil {
+		errs = append(errs, fmt.Errorf("model.bundle: %w", err))
+	}
+	if c.MQTT.Broker != "" {
+		if err := c.MQTT.CheckFiles(); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if c.HTTP.Listen != "" {
+		if _, err := c.HTTP.Token(); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
 }
 
 var deviceID = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,62}$`)

@@ -1,14 +1,18 @@
 package config
 
 import (
+	"crypto/rand"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/sightd/sightd/daemon/rules"
+	"github.com/sightd/sightd/ota"
 )
 
 func TestExampleConfig(t *testing.T) {
@@ -30,6 +34,19 @@ func TestExampleConfig(t *testing.T) {
 	if c.Store.DetectionTTL != 720*time.Hour || c.Store.OutboxMaxEntries == 0 {
 		t.Fatalf("store: %+v", c.Store)
 	}
+	// The example documents every http key with its default.
+	if !reflect.DeepEqual(withHosts(c.HTTP), withHosts(Defaults().HTTP)) || len(c.HTTP.AllowedHosts) != 0 {
+		t.Fatalf("example http %+v, defaults %+v", c.HTTP, Defaults().HTTP)
+	}
+	if w := c.Warnings(); len(w) != 0 {
+		t.Fatalf("example warnings: %q", w)
+	}
+}
+
+// withHosts makes an empty allowed_hosts list and a missing one compare equal.
+func withHosts(h HTTP) HTTP {
+	h.AllowedHosts = nil
+	return h
 }
 
 func TestEnvExpansion(t *testing.T) {
@@ -66,6 +83,11 @@ func TestBadConfigs(t *testing.T) {
 		{"bad edgetpu", "model: {bundle: /b, edgetpu: maybe}\n", `model.edgetpu: "maybe"`},
 		{"bad device id", ok + "device: {id: Porch Pi}\n", `device.id: "Porch Pi"`},
 		{"bad listen", ok + "http: {listen: localhost}\n", `http.listen: "localhost"`},
+		{"listen port 99999", ok + "http: {listen: \"127.0.0.1:99999\"}\n", `http.listen: "127.0.0.1:99999": port "99999": want a number from 0 to 65535`},
+		{"allowed host with scheme", ok + "http: {allowed_hosts: [\"http://sightd.lan\"]}\n", `http.allowed_hosts[0]: "http://sightd.lan"`},
+		{"read timeout", ok + "http: {read_timeout: 0s}\n", "http.read_timeout: 0s"},
+		{"max connections", ok + "http: {max_connections: 100000}\n", "http.max_connections: 100000"},
+		{"unknown http key", ok + "http: {token: abc}\n", "field token not found"},
 		{"bad log level", ok + "log: {level: loud}\n", `log.level: "loud"`},
 		{"bad component level", ok + "log: {levels: {camera: loud}}\n", `log.levels.camera: "loud"`},
 		{"unknown log component", ok + "log: {levels: {gpu: debug}}\n", `log.levels.gpu: unknown component`},
@@ -95,6 +117,78 @@ func TestBadConfigs(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("joined error lacks %s: %v", want, err)
 		}
+	}
+}
+
+// A bad second key is named by its own index, with no other index in the
+// message (it once said "ota.trusted_keys[1]: ota: trusted key 0").
+func TestTrustedKeyIndex(t *testing.T) {
+	dir := t.TempDir()
+	good := filepath.Join(dir, "fleet.pub")
+	key, err := ota.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(good, key.Public().Marshal(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	missing := filepath.Join(dir, "fleet-2027.pub")
+	_, err = Parse([]byte(fmt.Sprintf("model: {bundle: /b}\nota: {trusted_keys: [%q, %q]}\n", good, missing)))
+	if err == nil || !strings.Contains(err.Error(), "ota.trusted_keys[1]: ") || !strings.Contains(err.Error(), missing) ||
+		strings.Contains(err.Error(), "trusted key 0") || strings.Contains(err.Error(), "trusted_keys[0]") {
+		t.Fatalf("second key missing: %v", err)
+	}
+	if _, err := Parse([]byte(fmt.Sprintf("model: {bundle: /b}\nota: {trusted_keys: [%q, %q]}\n", good, good))); err == nil ||
+		!strings.Contains(err.Error(), "trusted keys 0 and 1 are the same key") {
+		t.Fatalf("the same key twice: %v", err)
+	}
+}
+
+// CheckFiles reads what run reads, on real files; every problem is named.
+func TestCheckFiles(t *testing.T) {
+	dir := t.TempDir()
+	bundle := filepath.Join(dir, "bundle.tar.gz")
+	pass := filepath.Join(dir, "mqtt-password")
+	token := filepath.Join(dir, "api-token")
+	for p, content := range map[string]string{bundle: "not checked here", pass: "secret\n", token: strings.Repeat("t", 32) + "\n"} {
+		if err := os.WriteFile(p, []byte(content), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	t.Setenv("CREDENTIALS_DIRECTORY", dir)
+	good := fmt.Sprintf("model: {bundle: %q}\nmqtt: {username: u, password_file: \"${CREDENTIALS_DIRECTORY}/mqtt-password\"}\n"+
+		"http: {token_file: \"${CREDENTIALS_DIRECTORY}/api-token\"}\n", bundle)
+	c, err := Parse([]byte(good))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.CheckFiles(); err != nil {
+		t.Fatalf("good files: %v", err)
+	}
+	os.Remove(bundle)
+	os.Remove(pass)
+	os.WriteFile(token, []byte("short\n"), 0o600)
+	err = c.CheckFiles()
+	for _, want := range []string{"model.bundle: stat " + bundle, "mqtt.password_file: open " + pass, "http.token_file: " + token + " holds 5 characters"} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("CheckFiles: %v\nwant %q", err, want)
+		}
+	}
+	// MQTT and the API off: their files are not needed.
+	os.WriteFile(bundle, nil, 0o600)
+	c.MQTT.Broker, c.HTTP.Listen = "", ""
+	if err := c.CheckFiles(); err != nil {
+		t.Fatalf("MQTT and API off: %v", err)
+	}
+}
+
+func TestListenWarnings(t *testing.T) {
+	c, err := Parse([]byte("model: {bundle: /b}\nhttp: {listen: \":8080\"}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if w := c.Warnings(); len(w) != 1 || !strings.Contains(w[0], `http.listen: ":8080" reaches beyond this machine`) {
+		t.Fatalf("warnings: %q", w)
 	}
 }
 

@@ -145,6 +145,14 @@ func (c Config) Validate() error {
 	return errors.Join(errs...)
 }
 
+// CheckFiles reads the files New reads (the password file, the TLS CA,
+// certificate and key) without connecting: what `sightd config check` runs.
+func (c Config) CheckFiles() error {
+	_, perr := c.password()
+	_, terr := c.tlsConfig()
+	return errors.Join(perr, terr)
+}
+
 // password reads PasswordFile.
 func (c Config) password() (string, error) {
 	if c.PasswordFile == "" {

@@ -319,7 +319,8 @@ bench-runtimes: deps
 	$(GO) test -run '^$$' -bench '^BenchmarkInvoke$$' -benchtime 40x -count $(BENCH_COUNT) ./quant/tflite/ | tee bin/bench-runtimes.txt | \
 	  awk '/^BenchmarkInvoke\// { n=$$1; sub(/-[0-9]+$$/, "", n); v[n]=v[n] " " $$3/1e6 } \
 	    END { printf "%-50s %9s %17s\n", "benchmark", "median ms", "spread ms"; \
-	      for (n in v) { k=split(substr(v[n],2), a, " "); asort(a); \
+	      for (n in v) { k=split(substr(v[n],2), a, " "); \
+	        for (i=2; i<=k; i++) { x=a[i]+0; for (j=i-1; j>=1 && a[j]+0>x; j--) a[j+1]=a[j]; a[j+1]=x } \
 	        printf "%-50s %9.2f %8.2f-%-8.2f\n", n, (k%2 ? a[(k+1)/2] : (a[k/2]+a[k/2+1])/2), a[1], a[k] } }' | sort
 
 # Regenerates the flatbuffers code of quant/modelgen (checked in; needs flatc).

@@ -34,6 +34,7 @@ var (
 	ErrRuntime        = tferr.ErrRuntime
 	ErrNoEdgeTPU      = tferr.ErrNoEdgeTPU
 	ErrIndex          = tferr.ErrIndex
+	ErrNoRuntime      = tferr.ErrNoRuntime
 )
 
 // Runtime selects the inference runtime.

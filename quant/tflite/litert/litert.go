@@ -40,6 +40,7 @@ var (
 	ErrTensorMismatch = tferr.ErrTensorMismatch
 	ErrRuntime        = tferr.ErrRuntime
 	ErrIndex          = tferr.ErrIndex
+	ErrNoRuntime      = tferr.ErrNoRuntime
 )
 
 // statusNames are LiteRtStatus values (litert/c/litert_common.h); the library
@@ -78,6 +79,12 @@ var (
 
 func environment() (C.LiteRtEnvironment, error) {
 	envOnce.Do(func() {
+		var reason [512]C.char
+		if C.sightd_litert_load(&reason[0], C.size_t(len(reason))) != 0 {
+			envErr = fmt.Errorf("%w: %s: %s (run `make deps`, or install sightd's package, which carries it in /usr/lib/sightd)",
+				ErrNoRuntime, "cannot load LiteRT", C.GoString(&reason[0]))
+			return
+		}
 		if st := C.sightd_create_environment(C.SIGHTD_LITERT_LOG_ERROR, &env); st != C.SIGHTD_LITERT_OK {
 			envErr = statusErr("create environment", st)
 			return
@@ -92,22 +99,22 @@ func environment() (C.LiteRtEnvironment, error) {
 // cpuAccelerator finds the CPU accelerator's version among the registered ones.
 func cpuAccelerator() (string, error) {
 	var n C.size_t
-	if st := C.LiteRtGetNumAccelerators(env, &n); st != C.SIGHTD_LITERT_OK {
+	if st := C.lrt_GetNumAccelerators(env, &n); st != C.SIGHTD_LITERT_OK {
 		return "", statusErr("list accelerators", st)
 	}
 	var names []string
 	for i := C.size_t(0); i < n; i++ {
 		var acc C.LiteRtAccelerator
 		var name *C.char
-		if C.LiteRtGetAccelerator(env, i, &acc) != C.SIGHTD_LITERT_OK ||
-			C.LiteRtGetAcceleratorName(acc, &name) != C.SIGHTD_LITERT_OK {
+		if C.lrt_GetAccelerator(env, i, &acc) != C.SIGHTD_LITERT_OK ||
+			C.lrt_GetAcceleratorName(acc, &name) != C.SIGHTD_LITERT_OK {
 			continue
 		}
 		s := C.GoString(name)
 		names = append(names, s)
 		if strings.Contains(strings.ToLower(s), "cpu") {
 			var v C.LiteRtApiVersion
-			C.LiteRtGetAcceleratorVersion(acc, &v)
+			C.lrt_GetAcceleratorVersion(acc, &v)
 			return fmt.Sprintf("%s %d.%d.%d", s, int(v.major), int(v.minor), int(v.patch)), nil
 		}
 	}
@@ -125,7 +132,13 @@ func Version() string {
 }
 
 // LibraryPath is the file the dynamic loader took libLiteRt.so from.
-func LibraryPath() string { return filepath.Clean(C.GoString(C.sightd_litert_path())) }
+func LibraryPath() string {
+	p := C.GoString(C.sightd_litert_path())
+	if p == "" {
+		return ""
+	}
+	return filepath.Clean(p)
+}
 
 // Model is a loaded .tflite flatbuffer, immutable and shareable by any number
 // of runners across goroutines. It must stay open while runners use it.
@@ -151,7 +164,7 @@ func NewModel(data []byte) (*Model, error) {
 	}
 	copy(unsafe.Slice((*byte)(buf), len(data)), data)
 	var m C.LiteRtModel
-	if st := C.LiteRtCreateModelFromBuffer(e, buf, C.size_t(len(data)), &m); st != C.SIGHTD_LITERT_OK {
+	if st := C.lrt_CreateModelFromBuffer(e, buf, C.size_t(len(data)), &m); st != C.SIGHTD_LITERT_OK {
 		C.sightd_aligned_free(buf)
 		return nil, fmt.Errorf("%w: LiteRT refused the flatbuffer (%d bytes): %s", ErrModelInvalid, len(data), statusText(st))
 	}
@@ -179,7 +192,7 @@ func NewModelFromFile(path string) (*Model, error) {
 	cpath := C.CString(path)
 	defer C.free(unsafe.Pointer(cpath))
 	var m C.LiteRtModel
-	if st := C.LiteRtCreateModelFromFile(e, cpath, &m); st != C.SIGHTD_LITERT_OK {
+	if st := C.lrt_CreateModelFromFile(e, cpath, &m); st != C.SIGHTD_LITERT_OK {
 		return nil, fmt.Errorf("%w: LiteRT refused %s: %s", ErrModelInvalid, path, statusText(st))
 	}
 	return &Model{m: m}, nil
@@ -206,7 +219,7 @@ func (m *Model) Close() error {
 	if m.refs > 0 {
 		return fmt.Errorf("litert: model still used by %d runner(s)", m.refs)
 	}
-	C.LiteRtDestroyModel(m.m)
+	C.lrt_DestroyModel(m.m)
 	m.m = nil
 	if m.data != nil {
 		C.sightd_aligned_free(m.data)

@@ -102,61 +102,82 @@ _Static_assert(sizeof(LiteRtEnvOption) == 24, "LiteRtEnvOption is 24 bytes");
 // Log severities: verbose 0, info 1, warning 2, error 3, silent 4.
 #define SIGHTD_LITERT_LOG_ERROR 3
 
-LiteRtStatus LiteRtCreateEnvironment(int num_options, const LiteRtEnvOption* options, LiteRtEnvironment* env);
-void LiteRtDestroyEnvironment(LiteRtEnvironment env);
+// The functions sightd calls, loaded from libLiteRt.so with dlopen/dlsym at
+// first use (sightd_litert_load), so that a missing library is an error with a
+// hint rather than a loader failure before main, and commands that run no
+// model work without it. X(return type, name without "LiteRt", parameters,
+// arguments); V(...) for those that return nothing.
+#define SIGHTD_LITERT_FUNCS(X, V)                                                                      \
+  X(LiteRtStatus, CreateEnvironment, (int n, const LiteRtEnvOption* o, LiteRtEnvironment* e), (n, o, e)) \
+  V(DestroyEnvironment, (LiteRtEnvironment e), (e))                                                    \
+  X(LiteRtStatus, CreateModelFromFile, (LiteRtEnvironment e, const char* f, LiteRtModel* m), (e, f, m)) \
+  X(LiteRtStatus, CreateModelFromBuffer, (LiteRtEnvironment e, const void* a, size_t n, LiteRtModel* m), \
+    (e, a, n, m))                                                                                      \
+  V(DestroyModel, (LiteRtModel m), (m))                                                                \
+  X(LiteRtStatus, GetNumModelSignatures, (LiteRtModel m, size_t* n), (m, n))                           \
+  X(LiteRtStatus, GetModelSignature, (LiteRtModel m, size_t i, LiteRtSignature* s), (m, i, s))         \
+  X(LiteRtStatus, GetNumSignatureInputs, (LiteRtSignature s, size_t* n), (s, n))                       \
+  X(LiteRtStatus, GetNumSignatureOutputs, (LiteRtSignature s, size_t* n), (s, n))                      \
+  X(LiteRtStatus, GetSignatureInputTensorByIndex, (LiteRtSignature s, size_t i, LiteRtTensor* t), (s, i, t)) \
+  X(LiteRtStatus, GetSignatureOutputTensorByIndex, (LiteRtSignature s, size_t i, LiteRtTensor* t), (s, i, t)) \
+  X(LiteRtStatus, GetTensorName, (LiteRtTensor t, const char** n), (t, n))                             \
+  X(LiteRtStatus, GetTensorTypeId, (LiteRtTensor t, LiteRtTensorTypeId* id), (t, id))                  \
+  X(LiteRtStatus, GetRankedTensorType, (LiteRtTensor t, LiteRtRankedTensorType* r), (t, r))            \
+  X(LiteRtStatus, GetQuantizationTypeId, (LiteRtTensor t, LiteRtQuantizationTypeId* id), (t, id))      \
+  X(LiteRtStatus, GetPerTensorQuantization, (LiteRtTensor t, LiteRtQuantizationPerTensor* q), (t, q))  \
+  X(LiteRtStatus, GetPerChannelQuantization, (LiteRtTensor t, LiteRtQuantizationPerChannel* q), (t, q)) \
+  X(LiteRtStatus, CreateOptions, (LiteRtOptions* o), (o))                                              \
+  V(DestroyOptions, (LiteRtOptions o), (o))                                                            \
+  X(LiteRtStatus, SetOptionsHardwareAccelerators, (LiteRtOptions o, int a), (o, a))                    \
+  /* Takes ownership of the opaque options on success. */                                             \
+  X(LiteRtStatus, AddOpaqueOptions, (LiteRtOptions o, LiteRtOpaqueOptions p), (o, p))                  \
+  X(LiteRtStatus, CreateOpaqueOptions, (const char* id, void* p, void (*d)(void*), LiteRtOpaqueOptions* o), \
+    (id, p, d, o))                                                                                     \
+  V(DestroyOpaqueOptions, (LiteRtOpaqueOptions o), (o))                                                \
+  X(LiteRtStatus, CreateCompiledModel, (LiteRtEnvironment e, LiteRtModel m, LiteRtOptions o, LiteRtCompiledModel* c), \
+    (e, m, o, c))                                                                                      \
+  V(DestroyCompiledModel, (LiteRtCompiledModel c), (c))                                                \
+  X(LiteRtStatus, GetCompiledModelInputBufferRequirements,                                             \
+    (LiteRtCompiledModel c, size_t s, size_t i, LiteRtTensorBufferRequirements* r), (c, s, i, r))      \
+  X(LiteRtStatus, GetCompiledModelOutputBufferRequirements,                                            \
+    (LiteRtCompiledModel c, size_t s, size_t i, LiteRtTensorBufferRequirements* r), (c, s, i, r))      \
+  X(LiteRtStatus, GetCompiledModelOutputTensorLayouts,                                                 \
+    (LiteRtCompiledModel c, size_t s, size_t n, LiteRtLayout* l, bool u), (c, s, n, l, u))             \
+  X(LiteRtStatus, CompiledModelResizeInputTensorNonStrict,                                             \
+    (LiteRtCompiledModel c, size_t s, size_t i, const int* d, size_t r), (c, s, i, d, r))              \
+  X(LiteRtStatus, RunCompiledModel,                                                                    \
+    (LiteRtCompiledModel c, size_t s, size_t ni, LiteRtTensorBuffer* in, size_t no, LiteRtTensorBuffer* out), \
+    (c, s, ni, in, no, out))                                                                           \
+  X(LiteRtStatus, CompiledModelIsFullyAccelerated, (LiteRtCompiledModel c, bool* f), (c, f))           \
+  /* The caller frees *m with free(); needs the buffer error reporter. */                              \
+  X(LiteRtStatus, CompiledModelGetErrorMessages, (LiteRtCompiledModel c, char** m), (c, m))            \
+  X(LiteRtStatus, CompiledModelClearErrors, (LiteRtCompiledModel c), (c))                              \
+  X(LiteRtStatus, GetTensorBufferRequirementsBufferSize, (LiteRtTensorBufferRequirements r, size_t* n), (r, n)) \
+  X(LiteRtStatus, CreateTensorBufferFromHostMemory,                                                    \
+    (const LiteRtRankedTensorType* t, void* a, size_t n, LiteRtHostMemoryDeallocator d, LiteRtTensorBuffer* b), \
+    (t, a, n, d, b))                                                                                   \
+  V(DestroyTensorBuffer, (LiteRtTensorBuffer b), (b))                                                  \
+  X(LiteRtStatus, GetNumAccelerators, (LiteRtEnvironment e, size_t* n), (e, n))                        \
+  X(LiteRtStatus, GetAccelerator, (LiteRtEnvironment e, size_t i, LiteRtAccelerator* a), (e, i, a))    \
+  X(LiteRtStatus, GetAcceleratorName, (LiteRtAccelerator a, const char** n), (a, n))                   \
+  X(LiteRtStatus, GetAcceleratorVersion, (LiteRtAccelerator a, LiteRtApiVersion* v), (a, v))
 
-LiteRtStatus LiteRtCreateModelFromFile(LiteRtEnvironment env, const char* filename, LiteRtModel* model);
-LiteRtStatus LiteRtCreateModelFromBuffer(LiteRtEnvironment env, const void* addr, size_t size, LiteRtModel* model);
-void LiteRtDestroyModel(LiteRtModel model);
-LiteRtStatus LiteRtGetNumModelSignatures(LiteRtModel model, size_t* n);
-LiteRtStatus LiteRtGetModelSignature(LiteRtModel model, size_t index, LiteRtSignature* sig);
-LiteRtStatus LiteRtGetNumSignatureInputs(LiteRtSignature sig, size_t* n);
-LiteRtStatus LiteRtGetNumSignatureOutputs(LiteRtSignature sig, size_t* n);
-LiteRtStatus LiteRtGetSignatureInputTensorByIndex(LiteRtSignature sig, size_t i, LiteRtTensor* t);
-LiteRtStatus LiteRtGetSignatureOutputTensorByIndex(LiteRtSignature sig, size_t i, LiteRtTensor* t);
+#define SIGHTD_X_FIELD(ret, name, params, args) ret(*name) params;
+#define SIGHTD_V_FIELD(name, params, args) void(*name) params;
+typedef struct {
+  SIGHTD_LITERT_FUNCS(SIGHTD_X_FIELD, SIGHTD_V_FIELD)
+} sightd_litert_api;
+extern sightd_litert_api sightd_lrt;
 
-LiteRtStatus LiteRtGetTensorName(LiteRtTensor t, const char** name);
-LiteRtStatus LiteRtGetTensorTypeId(LiteRtTensor t, LiteRtTensorTypeId* id);
-LiteRtStatus LiteRtGetRankedTensorType(LiteRtTensor t, LiteRtRankedTensorType* type);
-LiteRtStatus LiteRtGetQuantizationTypeId(LiteRtTensor t, LiteRtQuantizationTypeId* id);
-LiteRtStatus LiteRtGetPerTensorQuantization(LiteRtTensor t, LiteRtQuantizationPerTensor* q);
-LiteRtStatus LiteRtGetPerChannelQuantization(LiteRtTensor t, LiteRtQuantizationPerChannel* q);
+// lrt_NAME calls LiteRtNAME; only after sightd_litert_load succeeded.
+#define SIGHTD_X_WRAP(ret, name, params, args) \
+  static inline ret lrt_##name params { return sightd_lrt.name args; }
+#define SIGHTD_V_WRAP(name, params, args) \
+  static inline void lrt_##name params { sightd_lrt.name args; }
+SIGHTD_LITERT_FUNCS(SIGHTD_X_WRAP, SIGHTD_V_WRAP)
 
-LiteRtStatus LiteRtCreateOptions(LiteRtOptions* options);
-void LiteRtDestroyOptions(LiteRtOptions options);
-LiteRtStatus LiteRtSetOptionsHardwareAccelerators(LiteRtOptions options, int accelerators);
-// Takes ownership of opaque on success.
-LiteRtStatus LiteRtAddOpaqueOptions(LiteRtOptions options, LiteRtOpaqueOptions opaque);
-LiteRtStatus LiteRtCreateOpaqueOptions(const char* identifier, void* payload, void (*destructor)(void*),
-                                       LiteRtOpaqueOptions* options);
-void LiteRtDestroyOpaqueOptions(LiteRtOpaqueOptions options);
-
-LiteRtStatus LiteRtCreateCompiledModel(LiteRtEnvironment env, LiteRtModel model, LiteRtOptions options,
-                                       LiteRtCompiledModel* compiled);
-void LiteRtDestroyCompiledModel(LiteRtCompiledModel compiled);
-LiteRtStatus LiteRtGetCompiledModelInputBufferRequirements(LiteRtCompiledModel compiled, size_t sig, size_t i,
-                                                           LiteRtTensorBufferRequirements* req);
-LiteRtStatus LiteRtGetCompiledModelOutputBufferRequirements(LiteRtCompiledModel compiled, size_t sig, size_t i,
-                                                            LiteRtTensorBufferRequirements* req);
-LiteRtStatus LiteRtGetCompiledModelOutputTensorLayouts(LiteRtCompiledModel compiled, size_t sig, size_t n,
-                                                       LiteRtLayout* layouts, bool update_allocation);
-LiteRtStatus LiteRtCompiledModelResizeInputTensorNonStrict(LiteRtCompiledModel compiled, size_t sig, size_t i,
-                                                           const int* dims, size_t rank);
-LiteRtStatus LiteRtRunCompiledModel(LiteRtCompiledModel compiled, size_t sig, size_t n_in, LiteRtTensorBuffer* in,
-                                    size_t n_out, LiteRtTensorBuffer* out);
-LiteRtStatus LiteRtCompiledModelIsFullyAccelerated(LiteRtCompiledModel compiled, bool* full);
-// The caller frees *messages with free(); needs the buffer error reporter.
-LiteRtStatus LiteRtCompiledModelGetErrorMessages(LiteRtCompiledModel compiled, char** messages);
-LiteRtStatus LiteRtCompiledModelClearErrors(LiteRtCompiledModel compiled);
-
-LiteRtStatus LiteRtGetTensorBufferRequirementsBufferSize(LiteRtTensorBufferRequirements req, size_t* size);
-LiteRtStatus LiteRtCreateTensorBufferFromHostMemory(const LiteRtRankedTensorType* type, void* addr, size_t size,
-                                                    LiteRtHostMemoryDeallocator deallocator, LiteRtTensorBuffer* buf);
-void LiteRtDestroyTensorBuffer(LiteRtTensorBuffer buf);
-
-LiteRtStatus LiteRtGetNumAccelerators(LiteRtEnvironment env, size_t* n);
-LiteRtStatus LiteRtGetAccelerator(LiteRtEnvironment env, size_t i, LiteRtAccelerator* acc);
-LiteRtStatus LiteRtGetAcceleratorName(LiteRtAccelerator acc, const char** name);
-LiteRtStatus LiteRtGetAcceleratorVersion(LiteRtAccelerator acc, LiteRtApiVersion* version);
+// Loads libLiteRt.so (through the binary's run path) and every function
+// above. Returns 0, or -1 with the reason in err.
+int sightd_litert_load(char* err, size_t errlen);
 
 #endif

@@ -58,19 +58,19 @@ func NewRunner(m *Model, o Options) (_ *Runner, err error) {
 		}
 	}()
 	var nsig C.size_t
-	if st := C.LiteRtGetNumModelSignatures(cmodel, &nsig); st != C.SIGHTD_LITERT_OK || nsig == 0 {
+	if st := C.lrt_GetNumModelSignatures(cmodel, &nsig); st != C.SIGHTD_LITERT_OK || nsig == 0 {
 		return nil, fmt.Errorf("%w: the model has no signature (%s)", ErrModelInvalid, statusText(st))
 	}
-	if st := C.LiteRtGetModelSignature(cmodel, 0, &r.sig); st != C.SIGHTD_LITERT_OK {
+	if st := C.lrt_GetModelSignature(cmodel, 0, &r.sig); st != C.SIGHTD_LITERT_OK {
 		return nil, statusErr("signature 0", st)
 	}
 
 	var opts C.LiteRtOptions
-	if st := C.LiteRtCreateOptions(&opts); st != C.SIGHTD_LITERT_OK {
+	if st := C.lrt_CreateOptions(&opts); st != C.SIGHTD_LITERT_OK {
 		return nil, statusErr("create options", st)
 	}
-	defer C.LiteRtDestroyOptions(opts)
-	if st := C.LiteRtSetOptionsHardwareAccelerators(opts, C.SIGHTD_LITERT_HW_CPU); st != C.SIGHTD_LITERT_OK {
+	defer C.lrt_DestroyOptions(opts)
+	if st := C.lrt_SetOptionsHardwareAccelerators(opts, C.SIGHTD_LITERT_HW_CPU); st != C.SIGHTD_LITERT_OK {
 		return nil, statusErr("select the CPU accelerator", st)
 	}
 	if o.Threads > 0 {
@@ -83,14 +83,14 @@ func NewRunner(m *Model, o Options) (_ *Runner, err error) {
 	if err := addTextOptions(opts, runtimeOptionsID, "error_reporter_mode = 2\n"); err != nil {
 		return nil, err
 	}
-	if st := C.LiteRtCreateCompiledModel(e, cmodel, opts, &r.cm); st != C.SIGHTD_LITERT_OK {
+	if st := C.lrt_CreateCompiledModel(e, cmodel, opts, &r.cm); st != C.SIGHTD_LITERT_OK {
 		r.cm = nil
 		return nil, fmt.Errorf("%w: LiteRT cannot compile the model for the CPU: %s", ErrModelInvalid, statusText(st))
 	}
 
 	var nin, nout C.size_t
-	C.LiteRtGetNumSignatureInputs(r.sig, &nin)
-	C.LiteRtGetNumSignatureOutputs(r.sig, &nout)
+	C.lrt_GetNumSignatureInputs(r.sig, &nin)
+	C.lrt_GetNumSignatureOutputs(r.sig, &nout)
 	ptr := C.size_t(unsafe.Sizeof(C.LiteRtTensorBuffer(nil)))
 	r.inBufs = (*C.LiteRtTensorBuffer)(C.calloc(nin+1, ptr))
 	r.outBufs = (*C.LiteRtTensorBuffer)(C.calloc(nout+1, ptr))
@@ -98,7 +98,7 @@ func NewRunner(m *Model, o Options) (_ *Runner, err error) {
 	r.outputs = make([]*Tensor, int(nout))
 	for i := range r.inputs {
 		var t C.LiteRtTensor
-		if st := C.LiteRtGetSignatureInputTensorByIndex(r.sig, C.size_t(i), &t); st != C.SIGHTD_LITERT_OK {
+		if st := C.lrt_GetSignatureInputTensorByIndex(r.sig, C.size_t(i), &t); st != C.SIGHTD_LITERT_OK {
 			return nil, statusErr(fmt.Sprintf("input %d", i), st)
 		}
 		if r.inputs[i], err = newTensor(t); err != nil {
@@ -107,7 +107,7 @@ func NewRunner(m *Model, o Options) (_ *Runner, err error) {
 	}
 	for i := range r.outputs {
 		var t C.LiteRtTensor
-		if st := C.LiteRtGetSignatureOutputTensorByIndex(r.sig, C.size_t(i), &t); st != C.SIGHTD_LITERT_OK {
+		if st := C.lrt_GetSignatureOutputTensorByIndex(r.sig, C.size_t(i), &t); st != C.SIGHTD_LITERT_OK {
 			return nil, statusErr(fmt.Sprintf("output %d", i), st)
 		}
 		if r.outputs[i], err = newTensor(t); err != nil {
@@ -133,7 +133,7 @@ func (r *Runner) allocate() error {
 	outs := unsafe.Slice(r.outBufs, len(r.outputs))
 	for i, t := range r.inputs {
 		var req C.LiteRtTensorBufferRequirements
-		if st := C.LiteRtGetCompiledModelInputBufferRequirements(r.cm, 0, C.size_t(i), &req); st != C.SIGHTD_LITERT_OK {
+		if st := C.lrt_GetCompiledModelInputBufferRequirements(r.cm, 0, C.size_t(i), &req); st != C.SIGHTD_LITERT_OK {
 			return r.err(fmt.Sprintf("input %d buffer requirements", i), st)
 		}
 		if err := t.allocate(req, &ins[i]); err != nil {
@@ -143,13 +143,13 @@ func (r *Runner) allocate() error {
 	if len(r.outputs) > 0 {
 		// Output shapes follow the inputs' (after a resize).
 		layouts := make([]C.LiteRtLayout, len(r.outputs))
-		if st := C.LiteRtGetCompiledModelOutputTensorLayouts(r.cm, 0, C.size_t(len(layouts)), &layouts[0], true); st != C.SIGHTD_LITERT_OK {
+		if st := C.lrt_GetCompiledModelOutputTensorLayouts(r.cm, 0, C.size_t(len(layouts)), &layouts[0], true); st != C.SIGHTD_LITERT_OK {
 			return r.err("output layouts", st)
 		}
 		for i, t := range r.outputs {
 			t.typ.layout = layouts[i]
 			var req C.LiteRtTensorBufferRequirements
-			if st := C.LiteRtGetCompiledModelOutputBufferRequirements(r.cm, 0, C.size_t(i), &req); st != C.SIGHTD_LITERT_OK {
+			if st := C.lrt_GetCompiledModelOutputBufferRequirements(r.cm, 0, C.size_t(i), &req); st != C.SIGHTD_LITERT_OK {
 				return r.err(fmt.Sprintf("output %d buffer requirements", i), st)
 			}
 			if err := t.allocate(req, &outs[i]); err != nil {
@@ -176,12 +176,12 @@ func (r *Runner) messages() string {
 		return ""
 	}
 	var cmsg *C.char
-	if C.LiteRtCompiledModelGetErrorMessages(r.cm, &cmsg) != C.SIGHTD_LITERT_OK || cmsg == nil {
+	if C.lrt_CompiledModelGetErrorMessages(r.cm, &cmsg) != C.SIGHTD_LITERT_OK || cmsg == nil {
 		return ""
 	}
 	text := C.GoString(cmsg)
 	C.free(unsafe.Pointer(cmsg))
-	C.LiteRtCompiledModelClearErrors(r.cm)
+	C.lrt_CompiledModelClearErrors(r.cm)
 	var keep []string
 	for _, l := range strings.Split(text, "\n") {
 		l = strings.TrimSpace(l)
@@ -203,7 +203,7 @@ func (r *Runner) Outputs() []*Tensor { return r.outputs }
 // FullyAccelerated reports whether the CPU accelerator (XNNPACK) took every op.
 func (r *Runner) FullyAccelerated() bool {
 	var full C.bool
-	if r.cm == nil || C.LiteRtCompiledModelIsFullyAccelerated(r.cm, &full) != C.SIGHTD_LITERT_OK {
+	if r.cm == nil || C.lrt_CompiledModelIsFullyAccelerated(r.cm, &full) != C.SIGHTD_LITERT_OK {
 		return false
 	}
 	return bool(full)
@@ -228,7 +228,7 @@ func (r *Runner) ResizeInput(i int, shape []int) error {
 		}
 		dims[k] = C.int(d)
 	}
-	if st := C.LiteRtCompiledModelResizeInputTensorNonStrict(r.cm, 0, C.size_t(i), &dims[0], C.size_t(len(dims))); st != C.SIGHTD_LITERT_OK {
+	if st := C.lrt_CompiledModelResizeInputTensorNonStrict(r.cm, 0, C.size_t(i), &dims[0], C.size_t(len(dims))); st != C.SIGHTD_LITERT_OK {
 		return r.err(fmt.Sprintf("resize input %d to %v", i, shape), st)
 	}
 	t := r.inputs[i]
@@ -244,7 +244,7 @@ func (r *Runner) Invoke() error {
 	if r.cm == nil {
 		return fmt.Errorf("runner: %w", ErrClosed)
 	}
-	st := C.LiteRtRunCompiledModel(r.cm, 0, C.size_t(len(r.inputs)), r.inBufs, C.size_t(len(r.outputs)), r.outBufs)
+	st := C.lrt_RunCompiledModel(r.cm, 0, C.size_t(len(r.inputs)), r.inBufs, C.size_t(len(r.outputs)), r.outBufs)
 	if st != C.SIGHTD_LITERT_OK {
 		return r.err("invoke", st)
 	}
@@ -276,7 +276,7 @@ func (r *Runner) Close() error {
 		r.outBufs = nil
 	}
 	if r.cm != nil {
-		C.LiteRtDestroyCompiledModel(r.cm)
+		C.lrt_DestroyCompiledModel(r.cm)
 		r.cm = nil
 	}
 	r.model.release()

@@ -54,13 +54,13 @@ func (t *Tensor) refresh() {
 
 func newTensor(t C.LiteRtTensor) (*Tensor, error) {
 	var cname *C.char
-	C.LiteRtGetTensorName(t, &cname)
+	C.lrt_GetTensorName(t, &cname)
 	ts := &Tensor{name: C.GoString(cname)}
 	var id C.LiteRtTensorTypeId
-	if st := C.LiteRtGetTensorTypeId(t, &id); st != C.SIGHTD_LITERT_OK || id != 0 {
+	if st := C.lrt_GetTensorTypeId(t, &id); st != C.SIGHTD_LITERT_OK || id != 0 {
 		return nil, fmt.Errorf("%w: tensor %q has no fixed rank", ErrTensorMismatch, ts.name)
 	}
-	if st := C.LiteRtGetRankedTensorType(t, &ts.typ); st != C.SIGHTD_LITERT_OK {
+	if st := C.lrt_GetRankedTensorType(t, &ts.typ); st != C.SIGHTD_LITERT_OK {
 		return nil, statusErr("tensor type of "+ts.name, st)
 	}
 	if _, ok := elemSize[int(ts.typ.element_type)]; !ok {
@@ -68,16 +68,16 @@ func newTensor(t C.LiteRtTensor) (*Tensor, error) {
 	}
 	ts.refresh()
 	var q C.LiteRtQuantizationTypeId
-	C.LiteRtGetQuantizationTypeId(t, &q)
+	C.lrt_GetQuantizationTypeId(t, &q)
 	switch q {
 	case 1:
 		var p C.LiteRtQuantizationPerTensor
-		if C.LiteRtGetPerTensorQuantization(t, &p) == C.SIGHTD_LITERT_OK {
+		if C.lrt_GetPerTensorQuantization(t, &p) == C.SIGHTD_LITERT_OK {
 			ts.scale, ts.zeroPoint = float32(p.scale), int32(p.zero_point)
 		}
 	case 2:
 		var p C.LiteRtQuantizationPerChannel
-		if C.LiteRtGetPerChannelQuantization(t, &p) == C.SIGHTD_LITERT_OK {
+		if C.lrt_GetPerChannelQuantization(t, &p) == C.SIGHTD_LITERT_OK {
 			ts.channels = int(p.num_channels)
 		}
 	}
@@ -88,7 +88,7 @@ func newTensor(t C.LiteRtTensor) (*Tensor, error) {
 // requires (at least the packed size) and wraps it in a LiteRT buffer.
 func (t *Tensor) allocate(req C.LiteRtTensorBufferRequirements, handle *C.LiteRtTensorBuffer) error {
 	var size C.size_t
-	if st := C.LiteRtGetTensorBufferRequirementsBufferSize(req, &size); st != C.SIGHTD_LITERT_OK {
+	if st := C.lrt_GetTensorBufferRequirementsBufferSize(req, &size); st != C.SIGHTD_LITERT_OK {
 		return statusErr("buffer size of "+t.name, st)
 	}
 	t.refresh()
@@ -101,7 +101,7 @@ func (t *Tensor) allocate(req C.LiteRtTensorBufferRequirements, handle *C.LiteRt
 		return fmt.Errorf("%w: out of memory for %q (%d bytes)", ErrRuntime, t.name, int(size))
 	}
 	t.cap = int(size)
-	if st := C.LiteRtCreateTensorBufferFromHostMemory(&t.typ, t.data, size, nil, &t.buf); st != C.SIGHTD_LITERT_OK {
+	if st := C.lrt_CreateTensorBufferFromHostMemory(&t.typ, t.data, size, nil, &t.buf); st != C.SIGHTD_LITERT_OK {
 		t.buf = nil
 		return statusErr("tensor buffer for "+t.name, st)
 	}
@@ -111,7 +111,7 @@ func (t *Tensor) allocate(req C.LiteRtTensorBufferRequirements, handle *C.LiteRt
 
 func (t *Tensor) free() {
 	if t.buf != nil {
-		C.LiteRtDestroyTensorBuffer(t.buf)
+		C.lrt_DestroyTensorBuffer(t.buf)
 		t.buf = nil
 	}
 	if t.data != nil {

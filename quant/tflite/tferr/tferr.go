@@ -14,4 +14,5 @@ var (
 	ErrRuntime        = errors.New("tflite: runtime error")
 	ErrNoEdgeTPU      = errors.New("tflite: Edge TPU unavailable")
 	ErrIndex          = errors.New("tflite: tensor index out of range")
+	ErrNoRuntime      = errors.New("tflite: runtime library missing")
 )

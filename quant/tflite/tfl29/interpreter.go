@@ -9,8 +9,8 @@ import "C"
 
 import (
 	"fmt"
-	"strings"
 	"runtime"
+	"strings"
 	"unsafe"
 
 	"github.com/rs/zerolog"

@@ -7,7 +7,7 @@ import (
 
 	flatbuffers "github.com/google/flatbuffers/go"
 
-	"github.com/sightd/sightd/quant/modelgen/internal/tflschema"
+	"github.com/sightd/sightd/quant/tflite/tflschema"
 )
 
 // SchemaVersion is the TFLite schema version written into every model.

@@ -8,7 +8,7 @@ import (
 
 	flatbuffers "github.com/google/flatbuffers/go"
 
-	"github.com/sightd/sightd/quant/modelgen/internal/tflschema"
+	"github.com/sightd/sightd/quant/tflite/tflschema"
 )
 
 // TestBuildRoundTrip reads every tiny model, in every precision, and an int8

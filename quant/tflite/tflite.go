@@ -97,12 +97,19 @@ type Model struct {
 	data   []byte // set when loaded from bytes (the caller's copy is not kept)
 	t29    *tfl29.Model
 	closed bool
+
+	tpuOnce sync.Once // ForEdgeTPU reads a file once
+	tpu     bool
+	tpuErr  error
 }
 
 // NewModel loads a model from its bytes (copied; the caller may reuse data).
 // Truncated or random bytes give ErrModelInvalid.
 func NewModel(data []byte) (*Model, error) {
 	if err := tfl29.Verify(data); err != nil {
+		return nil, err
+	}
+	if err := checkStructure(data); err != nil {
 		return nil, err
 	}
 	lr, err := litert.NewModel(data)
@@ -115,8 +122,12 @@ func NewModel(data []byte) (*Model, error) {
 // NewModelFromFile loads (memory-maps) a .tflite file.
 func NewModelFromFile(path string) (*Model, error) {
 	// LiteRT 2.3 does not verify a file's flatbuffer (a truncated one crashes
-	// it): TensorFlow Lite's verifier checks it first.
+	// it), nor the indices in the graph: TensorFlow Lite's verifier checks the
+	// first, checkStructure the second.
 	if err := tfl29.VerifyFile(path); err != nil {
+		return nil, err
+	}
+	if err := checkFile(path); err != nil {
 		return nil, err
 	}
 	lr, err := litert.NewModelFromFile(path)
@@ -129,15 +140,20 @@ func NewModelFromFile(path string) (*Model, error) {
 // ForEdgeTPU reports whether the model was compiled for the Edge TPU (it holds
 // the Edge TPU's custom op, which only the Edge TPU delegate runs).
 func (m *Model) ForEdgeTPU() (bool, error) {
-	if m.data != nil {
-		return bytes.Contains(m.data, edgeTPUOp), nil
-	}
-	f, err := os.Open(m.path)
-	if err != nil {
-		return false, fmt.Errorf("tflite: %w", err)
-	}
-	defer f.Close()
-	return containsStream(f, edgeTPUOp)
+	m.tpuOnce.Do(func() {
+		if m.data != nil {
+			m.tpu = bytes.Contains(m.data, edgeTPUOp)
+			return
+		}
+		f, err := os.Open(m.path)
+		if err != nil {
+			m.tpuErr = fmt.Errorf("tflite: %w", err)
+			return
+		}
+		defer f.Close()
+		m.tpu, m.tpuErr = containsStream(f, edgeTPUOp)
+	})
+	return m.tpu, m.tpuErr
 }
 
 // containsStream looks for pat in r without reading it whole.

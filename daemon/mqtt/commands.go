@@ -71,17 +71,8 @@ const maxRequestID = 128
 // what could be read (the topic, perhaps the request id) for the reply.
 func parseCommand(t Topics, topic string, payload []byte, maxBytes int, cameras map[string]bool) (cmd command, ok bool, err error) {
 	cmd.topic = topic
-	switch {
-	case topic == t.RuleSet():
-		cmd.kind = cmdRuleSet
-	case topic == t.RuleDelete():
-		cmd.kind = cmdRuleDelete
-	case topic == t.ModelInstall():
-		cmd.kind = cmdModelInstall
-	case strings.HasPrefix(topic, t.Base+"/camera/") && strings.HasSuffix(topic, "/snapshot/request"):
-		cmd.kind = cmdSnapshot
-		cmd.camera = strings.TrimSuffix(strings.TrimPrefix(topic, t.Base+"/camera/"), "/snapshot/request")
-	default:
+	cmd.kind, ok, cmd.camera = parseCommandTopic(t, topic)
+	if !ok {
 		return cmd, false, nil
 	}
 	if len(payload) > maxBytes {
@@ -101,6 +92,8 @@ func parseCommand(t Topics, topic string, payload []byte, maxBytes int, cameras 
 		// what Home Assistant's update entity sends
 	default:
 		if err := decodeStrict(p, &env); err != nil {
+			// The reply still names the request it answers.
+			cmd.requestID = requestIDOf(p, maxBytes)
 			return cmd, true, fmt.Errorf("%w: %v", errCommand, err)
 		}
 	}
@@ -164,6 +157,44 @@ func parseCommand(t Topics, topic string, payload []byte, maxBytes int, cameras 
 	return cmd, true, nil
 }
 
+// parseCommandTopic says which command topic is, and for a snapshot
+// request the camera it names.
+func parseCommandTopic(t Topics, topic string) (kind commandKind, ok bool, camera string) {
+	switch {
+	case topic == t.RuleSet():
+		return cmdRuleSet, true, ""
+	case topic == t.RuleDelete():
+		return cmdRuleDelete, true, ""
+	case topic == t.ModelInstall():
+		return cmdModelInstall, true, ""
+	case strings.HasPrefix(topic, t.Base+"/camera/") && strings.HasSuffix(topic, "/snapshot/request"):
+		return cmdSnapshot, true, strings.TrimSuffix(strings.TrimPrefix(topic, t.Base+"/camera/"), "/snapshot/request")
+	}
+	return 0, false, ""
+}
+
+// requestIDOf reads the request_id of a payload that may be wrong in
+// other ways (an unknown field, a value of the wrong type), so that an
+// error or busy reply still names the request; "" when there is none to
+// read or it is not a short string.
+func requestIDOf(payload []byte, maxBytes int) string {
+	p := bytes.TrimSpace(payload)
+	if len(p) == 0 || len(p) > maxBytes || p[0] != '{' {
+		return ""
+	}
+	var env struct {
+		RequestID json.RawMessage `json:"request_id"`
+	}
+	if json.Unmarshal(p, &env) != nil {
+		return ""
+	}
+	var id string
+	if json.Unmarshal(env.RequestID, &id) != nil || len(id) > maxRequestID {
+		return ""
+	}
+	return id
+}
+
 // decodeStrict reads exactly one JSON object with only known fields.
 func decodeStrict(data []byte, v any) error {
 	if len(data) == 0 || data[0] != '{' {
@@ -185,6 +216,9 @@ type reply struct {
 	OK        bool   `json:"ok"`
 	RequestID string `json:"request_id,omitempty"`
 	Error     string `json:"error,omitempty"`
+	// Busy: too many commands were waiting; nothing was done, and the
+	// same command may be sent again.
+	Busy bool `json:"busy,omitempty"`
 	Rule      string `json:"rule,omitempty"`    // rule/set, rule/delete
 	Camera    string `json:"camera,omitempty"`  // snapshot
 	Bytes     int    `json:"bytes,omitempty"`   // snapshot size

@@ -8,6 +8,7 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+	"unicode/utf8"
 
 	"github.com/sightd/sightd/daemon/rules"
 	"github.com/sightd/sightd/quant/modelgen/demo/demotest"
@@ -35,6 +36,9 @@ func TestParseCommand(t *testing.T) {
 		{"JSON array", tp.RuleDelete(), `["pkg"]`, command{kind: cmdRuleDelete}, "want a JSON object"},
 		{"trailing data", tp.RuleDelete(), `{"id":"a"} {"id":"b"}`, command{kind: cmdRuleDelete}, "data after"},
 		{"unknown field", tp.RuleDelete(), `{"id":"pkg","force":true}`, command{kind: cmdRuleDelete}, `unknown field "force"`},
+		{"unknown field keeps the request id", tp.RuleDelete(), `{"request_id":"u1","id":"pkg","force":true}`, command{kind: cmdRuleDelete, requestID: "u1"}, `unknown field "force"`},
+		{"unknown field after the request id", tp.ModelInstall(), `{"version":7,"cancle":true,"request_id":"u2"}`, command{kind: cmdModelInstall, requestID: "u2"}, `unknown field "cancle"`},
+		{"invalid rule keeps the request id", tp.RuleSet(), `{"request_id":"u3","rule":{"id":"a","prompts":["x"],"colour":"red"}}`, command{kind: cmdRuleSet, requestID: "u3"}, `unknown field "colour"`},
 		{"wrong type", tp.RuleDelete(), `{"id":5}`, command{kind: cmdRuleDelete}, "cannot unmarshal number"},
 		{"request id wrong type", tp.RuleDelete(), `{"id":"a","request_id":7}`, command{kind: cmdRuleDelete}, "cannot unmarshal"},
 		{"missing id", tp.RuleDelete(), `{"request_id":"r"}`, command{kind: cmdRuleDelete, requestID: "r"}, `missing "id"`},
@@ -84,6 +88,9 @@ func FuzzParseCommand(f *testing.F) {
 	f.Add(tp.SnapshotRequest("porch"), []byte(``))
 	f.Fuzz(func(t *testing.T, topic string, payload []byte) {
 		cmd, ok, err := parseCommand(tp, topic, payload, 64<<10, testCameras)
+		if len(cmd.requestID) > maxRequestID || !utf8.ValidString(cmd.requestID) && err == nil {
+			t.Fatalf("request id %q", cmd.requestID)
+		}
 		if !ok || err != nil {
 			return
 		}
@@ -217,6 +224,9 @@ func TestCommands(t *testing.T) {
 	}
 	if rep := cmd.send(tp.RuleSet(), `{"request_id":"bad1","rule":{"id":"x","prompts":["x"],"threshold":3}}`); rep.RequestID != "bad1" {
 		t.Errorf("request id not echoed on an error: %+v", rep)
+	}
+	if rep := cmd.send(tp.RuleDelete(), `{"request_id":"bad2","id":"door","force":true}`); rep.OK || rep.RequestID != "bad2" || !strings.Contains(rep.Error, `unknown field "force"`) {
+		t.Errorf("request id not echoed for an unknown field: %+v", rep)
 	}
 
 	// Good commands change the rules and Home Assistant's entities.

@@ -150,7 +150,12 @@ func TestDiscoveryStatesAndEvents(t *testing.T) {
 	for _, msg := range msgs {
 		s.waitFor(t, msg.Topic, func() bool { _, ok := s.get(msg.Topic); return ok })
 	}
-	waitFor(t, 30*time.Second, "outbox drained", func() bool { return st.Len() == 0 })
+	// Counters are waited for, never read once: the drain may still be
+	// between a PUBACK and its bookkeeping.
+	waitFor(t, 30*time.Second, "outbox drained and every message counted", func() bool {
+		h := c.Health()
+		return st.Len() == 0 && h.Outbox == 0 && h.Acked >= uint64(len(msgs))
+	})
 	if h := c.Health(); !h.Connected || h.Err != nil || h.Acked != uint64(len(msgs)) || h.Outbox != 0 {
 		t.Errorf("health %+v", h)
 	}

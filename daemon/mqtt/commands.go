@@ -218,11 +218,11 @@ type reply struct {
 	Error     string `json:"error,omitempty"`
 	// Busy: too many commands were waiting; nothing was done, and the
 	// same command may be sent again.
-	Busy bool `json:"busy,omitempty"`
-	Rule      string `json:"rule,omitempty"`    // rule/set, rule/delete
-	Camera    string `json:"camera,omitempty"`  // snapshot
-	Bytes     int    `json:"bytes,omitempty"`   // snapshot size
-	Version   int64  `json:"version,omitempty"` // model/install
+	Busy    bool   `json:"busy,omitempty"`
+	Rule    string `json:"rule,omitempty"`    // rule/set, rule/delete
+	Camera  string `json:"camera,omitempty"`  // snapshot
+	Bytes   int    `json:"bytes,omitempty"`   // snapshot size
+	Version int64  `json:"version,omitempty"` // model/install
 }
 
 // handlers carries out commands. It runs on the client's own goroutine,

@@ -46,6 +46,8 @@ func TestParseCommand(t *testing.T) {
 		{"field of another command", tp.RuleDelete(), `{"id":"a","rule":{}}`, command{kind: cmdRuleDelete}, `"rule" does not belong`},
 		{"missing rule", tp.RuleSet(), `{"request_id":"r"}`, command{kind: cmdRuleSet, requestID: "r"}, `missing "rule"`},
 		{"invalid rule", tp.RuleSet(), `{"rule":{"id":"a","prompts":[""]}}`, command{kind: cmdRuleSet}, "prompts[0]: empty"},
+		{"rule with an escape sequence", tp.RuleSet(), `{"request_id":"c1","rule":{"id":"a","prompts":["x\u001b[2J"]}}`, command{kind: cmdRuleSet, requestID: "c1"}, "prompts[0]: control character U+001B"},
+		{"rule with an RTL override", tp.RuleSet(), `{"rule":{"id":"a","name":"\u202eNEPO","prompts":["x"]}}`, command{kind: cmdRuleSet}, "name: control character U+202E"},
 		{"rule with unknown field", tp.RuleSet(), `{"rule":{"id":"a","prompts":["x"],"colour":"red"}}`, command{kind: cmdRuleSet}, `unknown field "colour"`},
 		{"rule on an unknown camera", tp.RuleSet(), `{"rule":{"id":"a","prompts":["x"],"cameras":["attic"]}}`, command{kind: cmdRuleSet}, "attic"},
 		{"rule threshold wrong type", tp.RuleSet(), `{"rule":{"id":"a","prompts":["x"],"threshold":"high"}}`, command{kind: cmdRuleSet}, "cannot unmarshal"},

@@ -394,6 +394,9 @@ func (d *daemon) health(ctx context.Context) []api.Check {
 		if h.Err != nil && !h.Connected {
 			mc.Detail = h.Err.Error()
 		}
+		if h.Conflict != nil {
+			mc.OK, mc.Detail = false, h.Conflict.Error()
+		}
 		checks = append(checks, mc)
 	}
 	return checks

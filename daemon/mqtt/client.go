@@ -6,12 +6,15 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"maps"
 	"math/rand/v2"
+	"net"
 	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	paho "github.com/eclipse/paho.mqtt.golang"
@@ -53,6 +56,12 @@ type Options struct {
 // username or password.
 var ErrNotAuthorized = errors.New("not authorized")
 
+// ErrClientIDInUse is why the broker keeps closing sightd's connections
+// right after they are made: most likely another client (a second sightd
+// with the same device.id) connects with the same client id, and each
+// connection makes the broker close the other's.
+var ErrClientIDInUse = errors.New("client id in use elsewhere")
+
 // Health is the connection's state for /healthz and logs.
 type Health struct {
 	Connected bool
@@ -61,6 +70,10 @@ type Health struct {
 	// Err is why the last attempt failed or the last connection ended;
 	// errors.Is(Err, ErrNotAuthorized) for refused credentials.
 	Err error
+	// Conflict is set (errors.Is(Conflict, ErrClientIDInUse)) while the
+	// broker keeps closing connections right after they are made, whether
+	// or not one is up at this moment.
+	Conflict error
 	// Attempts counts connection attempts since Run started.
 	Attempts uint64
 	// Acked counts outbox messages the broker acknowledged.
@@ -105,10 +118,11 @@ type Client struct {
 	busy     atomic.Uint64
 	deferred atomic.Uint64
 
-	mu      sync.Mutex  // guards the three below
-	pc      paho.Client // of the current connection; nil while down
-	since   time.Time
-	lastErr error
+	mu       sync.Mutex  // guards the three below
+	pc       paho.Client // of the current connection; nil while down
+	since    time.Time
+	lastErr  error
+	conflict error // see Health.Conflict
 
 	published map[string][]byte // discovery configs in force (control goroutine only)
 }
@@ -262,7 +276,7 @@ func (c *Client) Resync() {
 // Health reports the connection's state.
 func (c *Client) Health() Health {
 	c.mu.Lock()
-	h := Health{Connected: c.pc != nil, Since: c.since, Err: c.lastErr}
+	h := Health{Connected: c.pc != nil, Since: c.since, Err: c.lastErr, Conflict: c.conflict}
 	c.mu.Unlock()
 	h.Attempts, h.Acked = c.attempts.Load(), c.acked.Load()
 	h.Busy, h.Deferred = c.busy.Load(), c.deferred.Load()
@@ -277,7 +291,29 @@ func (c *Client) setState(pc paho.Client, err error) {
 	c.pc, c.since, c.lastErr = pc, time.Now(), err
 }
 
+func (c *Client) setConflict(err error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.conflict = err
+}
+
 func (c *Client) clientID() string { return "sightd-" + c.opts.Device.ID }
+
+// Telling a client id in use elsewhere: this many connections in a row that
+// the broker closed within shortLived of their start.
+const kickedInARow = 3
+
+// shortLived is how young a connection must die to count as one the broker
+// closed at once: longer than the other client's back-off, which grows to
+// retry_max.
+func (c *Client) shortLived() time.Duration { return max(2*c.cfg.RetryMax, 10*time.Second) }
+
+// closedByPeer reports an end of the connection that came from the other
+// side (the broker closing it), not from a timeout on ours.
+func closedByPeer(err error) bool {
+	return errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, syscall.ECONNRESET) ||
+		errors.Is(err, net.ErrClosed) || errors.Is(err, syscall.EPIPE)
+}
 
 // client is the paho client of the current connection, or nil.
 func (c *Client) client() paho.Client {
@@ -322,6 +358,7 @@ func (c *Client) Run(ctx context.Context) error {
 func (c *Client) connectLoop(ctx context.Context) *sender {
 	backoff := c.cfg.RetryMin
 	var lastErr string
+	kicked := 0 // connections in a row the broker closed at once
 	for ctx.Err() == nil {
 		select {
 		case <-c.lost: // a stale report of an earlier connection
@@ -360,15 +397,51 @@ func (c *Client) connectLoop(ctx context.Context) *sender {
 		default:
 		}
 		c.log.Info().Str("broker", redact(c.cfg.Broker)).Msg("connected")
-		select {
-		case <-ctx.Done():
-			return snd
-		case err := <-c.lost:
-			c.link.set(nil)
-			snd.close()
-			c.setState(nil, fmt.Errorf("mqtt: connection to %s lost: %w", redact(c.cfg.Broker), err))
-			c.log.Warn().Err(err).Msg("connection lost; reconnecting")
+		// A connection that outlives shortLived ends a conflict.
+		held := time.NewTimer(c.shortLived())
+		var err error
+	wait:
+		for {
+			select {
+			case <-ctx.Done():
+				held.Stop()
+				return snd
+			case <-held.C:
+				if kicked > 0 {
+					kicked = 0
+					c.setConflict(nil)
+					c.log.Info().Msg("the connection holds: no other client uses our client id now")
+				}
+			case err = <-c.lost:
+				held.Stop()
+				break wait
+			}
 		}
+		c.link.set(nil)
+		snd.close()
+		lived := time.Since(up)
+		lostErr := fmt.Errorf("mqtt: connection to %s lost: %w", redact(c.cfg.Broker), err)
+		if lived < c.shortLived() && closedByPeer(err) {
+			kicked++
+		} else {
+			kicked = 0
+			c.setConflict(nil)
+		}
+		if kicked >= kickedInARow {
+			lostErr = fmt.Errorf("mqtt: %w: the broker %s closed %d connections in a row within %v of their start (%v): "+
+				"another client is probably connected as %q; is device.id %q used by a second sightd? "+
+				"Each connection makes the broker drop the other",
+				ErrClientIDInUse, redact(c.cfg.Broker), kicked, lived.Round(time.Millisecond), err, c.clientID(), c.opts.Device.ID)
+			c.setConflict(lostErr)
+			if kicked == kickedInARow || kicked%100 == 0 {
+				c.log.Error().Err(lostErr).Msg("connection lost; the device id looks taken")
+			} else {
+				c.log.Debug().Err(lostErr).Msg("connection lost")
+			}
+		} else {
+			c.log.Warn().Err(err).Dur("lived", lived).Msg("connection lost; reconnecting")
+		}
+		c.setState(nil, lostErr)
 		// A connection that held for a while resets the back-off; one that
 		// dies at once (a broker that kicks us out) keeps growing it.
 		if time.Since(up) > c.cfg.RetryMax {

@@ -34,6 +34,9 @@ type Snapshotter interface {
 // way: progress goes to the model/state topic.
 type Installer interface {
 	Install(ctx context.Context, url string, version int64) error
+	// Cancel stops the update under way and returns once it has stopped,
+	// with its version (0 if not yet known).
+	Cancel(ctx context.Context) (version int64, err error)
 }
 
 // ErrNotAvailable answers commands whose handler this build or
@@ -61,6 +64,7 @@ type command struct {
 	ruleID    string      // rule/delete
 	version   int64       // model/install
 	url       string      // model/install
+	cancel    bool        // model/install: stop the update under way
 	camera    string      // snapshot request
 }
 
@@ -84,6 +88,7 @@ func parseCommand(t Topics, topic string, payload []byte, maxBytes int, cameras 
 		ID        *string         `json:"id"`      // rule/delete
 		Version   int64           `json:"version"` // model/install
 		URL       string          `json:"url"`     // model/install
+		Cancel    bool            `json:"cancel"`  // model/install
 	}
 	switch p := bytes.TrimSpace(payload); {
 	case len(p) == 0 && (cmd.kind == cmdSnapshot || cmd.kind == cmdModelInstall):
@@ -110,7 +115,7 @@ func parseCommand(t Topics, topic string, payload []byte, maxBytes int, cameras 
 	}
 	switch cmd.kind {
 	case cmdRuleSet:
-		if err := errors.Join(extra("id", env.ID != nil), extra("version", env.Version != 0), extra("url", env.URL != "")); err != nil {
+		if err := errors.Join(extra("id", env.ID != nil), extra("version", env.Version != 0), extra("url", env.URL != ""), extra("cancel", env.Cancel)); err != nil {
 			return cmd, true, err
 		}
 		if len(env.Rule) == 0 || string(env.Rule) == "null" {
@@ -122,7 +127,7 @@ func parseCommand(t Topics, topic string, payload []byte, maxBytes int, cameras 
 		}
 		cmd.rule = r
 	case cmdRuleDelete:
-		if err := errors.Join(extra("rule", env.Rule != nil), extra("version", env.Version != 0), extra("url", env.URL != "")); err != nil {
+		if err := errors.Join(extra("rule", env.Rule != nil), extra("version", env.Version != 0), extra("url", env.URL != ""), extra("cancel", env.Cancel)); err != nil {
 			return cmd, true, err
 		}
 		if env.ID == nil {
@@ -136,6 +141,13 @@ func parseCommand(t Topics, topic string, payload []byte, maxBytes int, cameras 
 		if err := errors.Join(extra("rule", env.Rule != nil), extra("id", env.ID != nil)); err != nil {
 			return cmd, true, err
 		}
+		if env.Cancel {
+			if env.Version != 0 || env.URL != "" {
+				return cmd, true, fmt.Errorf("%w: cancel takes no version or url: it stops whatever update runs", errCommand)
+			}
+			cmd.cancel = true
+			return cmd, true, nil
+		}
 		if env.Version < 0 {
 			return cmd, true, fmt.Errorf("%w: version %d", errCommand, env.Version)
 		}
@@ -147,7 +159,7 @@ func parseCommand(t Topics, topic string, payload []byte, maxBytes int, cameras 
 		}
 		cmd.version, cmd.url = env.Version, env.URL
 	case cmdSnapshot:
-		if err := errors.Join(extra("rule", env.Rule != nil), extra("id", env.ID != nil), extra("version", env.Version != 0), extra("url", env.URL != "")); err != nil {
+		if err := errors.Join(extra("rule", env.Rule != nil), extra("id", env.ID != nil), extra("version", env.Version != 0), extra("url", env.URL != ""), extra("cancel", env.Cancel)); err != nil {
 			return cmd, true, err
 		}
 		if !cameras[cmd.camera] {
@@ -218,11 +230,12 @@ type reply struct {
 	Error     string `json:"error,omitempty"`
 	// Busy: too many commands were waiting; nothing was done, and the
 	// same command may be sent again.
-	Busy    bool   `json:"busy,omitempty"`
-	Rule    string `json:"rule,omitempty"`    // rule/set, rule/delete
-	Camera  string `json:"camera,omitempty"`  // snapshot
-	Bytes   int    `json:"bytes,omitempty"`   // snapshot size
-	Version int64  `json:"version,omitempty"` // model/install
+	Busy      bool   `json:"busy,omitempty"`
+	Rule      string `json:"rule,omitempty"`      // rule/set, rule/delete
+	Camera    string `json:"camera,omitempty"`    // snapshot
+	Bytes     int    `json:"bytes,omitempty"`     // snapshot size
+	Version   int64  `json:"version,omitempty"`   // model/install
+	Cancelled bool   `json:"cancelled,omitempty"` // model/install {"cancel":true}
 }
 
 // handlers carries out commands. It runs on the client's own goroutine,
@@ -251,9 +264,13 @@ func (h *handlers) run(ctx context.Context, cmd command) reply {
 		err = h.ruleDelete(ctx, cmd.ruleID)
 	case cmdModelInstall:
 		rep.Version = cmd.version
-		if h.installer == nil {
+		switch {
+		case h.installer == nil:
 			err = fmt.Errorf("model install: %w (updates are off: ota.trusted_keys is empty)", ErrNotAvailable)
-		} else {
+		case cmd.cancel:
+			rep.Version, err = h.installer.Cancel(ctx)
+			rep.Cancelled = err == nil
+		default:
 			err = h.installer.Install(ctx, cmd.url, cmd.version)
 		}
 	case cmdSnapshot:

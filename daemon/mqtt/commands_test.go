@@ -52,6 +52,9 @@ func TestParseCommand(t *testing.T) {
 		{"rule on an unknown camera", tp.RuleSet(), `{"rule":{"id":"a","prompts":["x"],"cameras":["attic"]}}`, command{kind: cmdRuleSet}, "attic"},
 		{"rule threshold wrong type", tp.RuleSet(), `{"rule":{"id":"a","prompts":["x"],"threshold":"high"}}`, command{kind: cmdRuleSet}, "cannot unmarshal"},
 		{"oversized", tp.RuleSet(), `{"rule":` + strings.Repeat(" ", 1<<20) + `{}}`, command{kind: cmdRuleSet}, "above the limit"},
+		{"cancel", tp.ModelInstall(), `{"cancel":true,"request_id":"c"}`, command{kind: cmdModelInstall, requestID: "c"}, ""},
+		{"cancel with a version", tp.ModelInstall(), `{"cancel":true,"version":7}`, command{kind: cmdModelInstall}, "cancel takes no version"},
+		{"cancel on a rule", tp.RuleDelete(), `{"id":"a","cancel":true}`, command{kind: cmdRuleDelete}, `field "cancel" does not belong`},
 		{"negative version", tp.ModelInstall(), `{"version":-1}`, command{kind: cmdModelInstall}, "version -1"},
 		{"file url", tp.ModelInstall(), `{"url":"file:///etc/passwd"}`, command{kind: cmdModelInstall}, "want an http(s) URL"},
 		{"url on a rule", tp.RuleDelete(), `{"id":"a","url":"http://x/"}`, command{kind: cmdRuleDelete}, `field "url" does not belong`},
@@ -312,3 +315,6 @@ func TestHandlersWithoutParts(t *testing.T) {
 type installerFunc func(context.Context, string, int64) error
 
 func (f installerFunc) Install(ctx context.Context, url string, v int64) error { return f(ctx, url, v) }
+func (f installerFunc) Cancel(context.Context) (int64, error) {
+	return 0, errors.New("nothing to cancel")
+}

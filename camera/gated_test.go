@@ -104,7 +104,9 @@ func TestOpenGatedKeepsKeyframesOfDroppedFrames(t *testing.T) {
 	defer c.Close()
 	var last time.Time
 	var keyframes int
-	for deadline := time.Now().Add(4 * time.Second); time.Now().Before(deadline); {
+	// Six keyframes, however long a loaded machine takes to deliver them
+	// (the deadline only guards against a hang).
+	for deadline := time.Now().Add(time.Minute); keyframes < 6 && time.Now().Before(deadline); {
 		f, err := c.Next(ctx)
 		if err != nil {
 			t.Fatal(err)
@@ -118,8 +120,8 @@ func TestOpenGatedKeepsKeyframesOfDroppedFrames(t *testing.T) {
 		}
 		time.Sleep(330 * time.Millisecond) // slower than the camera: frames drop
 	}
-	if st := c.Stats(); st.Dropped == 0 || keyframes < 5 {
-		t.Fatalf("%d dropped, %d keyframes seen in 4 s", st.Dropped, keyframes)
+	if st := c.Stats(); st.Dropped == 0 || keyframes < 6 {
+		t.Fatalf("%d dropped, %d keyframes seen", st.Dropped, keyframes)
 	}
 }
 

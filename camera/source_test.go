@@ -83,7 +83,7 @@ func startFake(t *testing.T, f *feed, tune func(*Config)) *Capture {
 // waitFor polls cond; the deadline only guards against a hang.
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	for end := time.Now().Add(10 * time.Second); !cond(); time.Sleep(time.Millisecond) {
+	for end := time.Now().Add(60 * time.Second); !cond(); time.Sleep(time.Millisecond) {
 		if time.Now().After(end) {
 			t.Fatalf("timed out waiting for %s", what)
 		}

@@ -98,6 +98,7 @@ mqtt: {broker: "tcp://%s"}
 		}
 	}
 	run("sightd/e2e/rule/dark-clothes/state ON")
+	waitMessage(t, got, "sightd/e2e/status stopped") // the last message, waited for
 	msgs := got()
 	for _, want := range []string{"sightd/e2e/status online", "sightd/e2e/camera/street/status online", "sightd/e2e/status stopped"} {
 		if !slices.Contains(msgs, want) {

@@ -157,8 +157,16 @@ type installer struct{ d *daemon }
 
 func (i installer) Install(_ context.Context, url string, version int64) error {
 	// The update outlives the command: it runs on the daemon's context.
-	return i.d.updater.Start(i.d.runCtx, url, version)
+	err := i.d.updater.Start(i.d.runCtx, url, version)
+	if errors.Is(err, ota.ErrBusy) {
+		if v, step, ok := i.d.updater.Current(); ok {
+			return fmt.Errorf("%w (version %d, step %s); send {\"cancel\":true} to model/install to stop it", err, v, step)
+		}
+	}
+	return err
 }
+
+func (i installer) Cancel(ctx context.Context) (int64, error) { return i.d.updater.Cancel(ctx) }
 
 // otaTarget is the daemon as a model update sees it.
 type otaTarget struct{ d *daemon }

@@ -8,6 +8,7 @@ import (
 	"io"
 	"math"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -108,7 +109,23 @@ func waitSeen(t *testing.T, got func() []string, from int, want string) string {
 		if time.Now().After(deadline) {
 			t.Fatalf("no message with %q; saw:\n%s", want, strings.Join(msgs, "\n"))
 		}
+		time.Sleep(10 * time.Millisecond) // not a busy loop: stress runs load both cores
 	}
+}
+
+// indexOf is the index of the first message at or after from containing
+// every one of want, or -1.
+func indexOf(msgs []string, from int, want ...string) int {
+	for i := from; i < len(msgs); i++ {
+		ok := true
+		for _, w := range want {
+			ok = ok && strings.Contains(msgs[i], w)
+		}
+		if ok {
+			return i
+		}
+	}
+	return -1
 }
 
 // Updates sent over MQTT against the running daemon: broken bundles are
@@ -164,9 +181,52 @@ func TestOTAOverMQTT(t *testing.T) {
 		if h := encoderHealth(t, listen); !strings.Contains(h, "v1") {
 			t.Errorf("%s: encoder %q, want version 1 still serving", tc.name, h)
 		}
+		// The update entity stops offering the refused version: the
+		// state published after the failure says latest_version 1.
+		fail := indexOf(got(), mark, `"kind":"failed"`)
+		state := waitSeen(t, got, fail, `sightd/test/model/state {"installed_version":"1","latest_version"`)
+		if !strings.Contains(state, `"latest_version":"1"`) {
+			t.Errorf("%s: model state after the refusal %s", tc.name, state)
+		}
 	}
 
+	// A download that never ends is cancelled over MQTT; the next install
+	// is not blocked by it.
+	stuck := make(chan struct{})
+	stuckSrv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case <-r.Context().Done():
+		case <-stuck:
+		}
+	}))
+	defer stuckSrv.Close()
+	defer close(stuck)
 	mark := len(got())
+	const reply = "sightd/test/model/install/reply "
+	install(stuckSrv.URL+"/v2.tar", 2, "stuck")
+	if rep := waitSeen(t, got, mark, reply+`{"ok":true,"request_id":"stuck"`); !strings.Contains(rep, `"ok":true`) {
+		t.Fatalf("install: %s", rep)
+	}
+	busy := fmt.Sprintf(`{"url":%q,"version":2,"request_id":"second"}`, srv.Put("/v2.tar", good))
+	if tok := pub.Publish("sightd/test/model/install", 1, false, busy); tok.Wait() && tok.Error() != nil {
+		t.Fatal(tok.Error())
+	}
+	if rep := waitSeen(t, got, mark, reply+`{"ok":false,"request_id":"second"`); !strings.Contains(rep, "already running (version 2, step download)") ||
+		!strings.Contains(rep, `{\"cancel\":true}`) {
+		t.Errorf("a second install while one runs: %s", rep)
+	}
+	if tok := pub.Publish("sightd/test/model/install", 1, false, `{"cancel":true,"request_id":"c1"}`); tok.Wait() && tok.Error() != nil {
+		t.Fatal(tok.Error())
+	}
+	if rep := waitSeen(t, got, mark, reply+`{"ok":true,"request_id":"c1"`); !strings.Contains(rep, `"ok":true`) || !strings.Contains(rep, `"version":2`) ||
+		!strings.Contains(rep, `"cancelled":true`) {
+		t.Errorf("cancel: %s", rep)
+	}
+	if failure := waitSeen(t, got, mark, `"kind":"failed"`); !strings.Contains(failure, "update cancelled") {
+		t.Errorf("outcome of the cancelled update: %s", failure)
+	}
+
+	mark = len(got())
 	install(srv.Put("/v2.tar", good), 2, "good")
 	waitSeen(t, got, mark, `"kind":"installed","version":2`)
 	if h := encoderHealth(t, listen); !strings.Contains(h, "v2") {

@@ -72,6 +72,9 @@ type daemon struct {
 	metrics *api.Metrics
 
 	rulesMu sync.Mutex // serialises rule and model changes (API, MQTT, SIGHUP, swaps)
+	// fileRules are the ids of the rules the configuration file holds (at
+	// start, then as of the last SIGHUP); guarded by rulesMu.
+	fileRules []string
 	mgr     *rules.Manager
 	running atomic.Int64 // the running model's version, read without the lock
 
@@ -251,6 +254,7 @@ func (d *daemon) openModel(ctx context.Context) error {
 		if err := d.mgr.Put(ctx, r); err != nil {
 			return fmt.Errorf("rule %s: %w", r.ID, err)
 		}
+		d.fileRules = append(d.fileRules, r.ID)
 	}
 	return nil
 }
@@ -330,10 +334,32 @@ func (d *daemon) rulesChanged(ctx context.Context) {
 }
 
 // reload applies a re-read configuration: its rules are saved and take
-// effect at the next frame. Cameras, the model and the rest need a restart.
+// effect at the next frame, and rules the file held before and holds no
+// more are deleted (rules added at run time, by MQTT, the API or the CLI,
+// stay). Cameras, the model and the rest need a restart.
 func (d *daemon) reload(ctx context.Context, c *config.Config) {
 	d.rulesMu.Lock()
-	var failed int
+	var failed, removed int
+	now := map[string]bool{}
+	for _, r := range c.Rules {
+		now[r.ID] = true
+	}
+	for _, id := range d.fileRules {
+		if now[id] {
+			continue
+		}
+		if err := d.mgr.Delete(ctx, id); err != nil && !errors.Is(err, store.ErrNotFound) {
+			d.log.Error().Err(err).Str("rule", id).Msg("SIGHUP: rule removed from the file but not deleted")
+			failed++
+			continue
+		}
+		removed++
+		d.log.Info().Str("rule", id).Msg("SIGHUP: rule removed from the file: deleted")
+	}
+	d.fileRules = d.fileRules[:0]
+	for _, r := range c.Rules {
+		d.fileRules = append(d.fileRules, r.ID)
+	}
 	for _, r := range c.Rules {
 		if !camerasKnown(d.cfg.CameraNames(), r) {
 			d.log.Error().Str("rule", r.ID).Msg("SIGHUP: rule names a camera that needs a restart; skipped")
@@ -347,7 +373,7 @@ func (d *daemon) reload(ctx context.Context, c *config.Config) {
 	}
 	d.rulesMu.Unlock()
 	d.rulesChanged(ctx)
-	d.log.Info().Int("rules", len(c.Rules)-failed).Int("failed", failed).Msg("SIGHUP: rules reloaded; cameras and model changes need a restart")
+	d.log.Info().Int("rules", len(c.Rules)-failed).Int("removed", removed).Int("failed", failed).Msg("SIGHUP: rules reloaded; cameras and model changes need a restart")
 }
 
 // camerasKnown reports whether rule r names only cameras in known.
@@ -391,6 +417,9 @@ func (d *daemon) health(ctx context.Context) []api.Check {
 		mc := api.Check{Name: "mqtt", OK: h.Connected, Detail: fmt.Sprintf("%d queued", h.Outbox)}
 		if h.Err != nil && !h.Connected {
 			mc.Detail = h.Err.Error()
+		}
+		if h.Conflict != nil {
+			mc.OK, mc.Detail = false, h.Conflict.Error()
 		}
 		checks = append(checks, mc)
 	}

@@ -85,13 +85,22 @@ mqtt: {broker: "tcp://%s", embedded_broker: {listen: %q}}
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	time.Sleep(time.Second) // the missing camera has been tried and reported
-	resp, err := http.Get("http://" + listen + "/healthz")
-	if err != nil {
-		t.Fatal(err)
+	// The missing camera has been tried and reported: waited for, not
+	// slept on.
+	var resp *http.Response
+	var body []byte
+	for {
+		resp, err = http.Get("http://" + listen + "/healthz")
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ = io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if strings.Contains(string(body), `"name":"camera/attic","ok":false`) || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
-	body, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
 	if resp.StatusCode != 503 || !strings.Contains(string(body), `"name":"camera/attic","ok":false`) {
 		t.Errorf("healthz with a missing camera: %d %s", resp.StatusCode, body)
 	}
@@ -130,6 +139,22 @@ mqtt: {broker: "tcp://%s", embedded_broker: {listen: %q}}
 	}
 	if !strings.Contains(listed, `"id":"orange"`) {
 		t.Errorf("reloaded rule not listed: %s", listed)
+	}
+	// A rule removed from the file is deleted by the next reload; the
+	// others stay.
+	cfg3 := *cfg
+	cfg3.Rules = slices.DeleteFunc(slices.Clone(cfg2.Rules), func(r *rules.Rule) bool { return r.ID == "purple" })
+	reload <- &cfg3
+	for time.Now().Before(deadline) && strings.Contains(listed, `"id":"purple"`) {
+		if resp, err := http.Get("http://" + listen + "/api/rules"); err == nil {
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			listed = string(b)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if strings.Contains(listed, `"id":"purple"`) || !strings.Contains(listed, `"id":"orange"`) || !strings.Contains(listed, `"id":"dark-clothes"`) {
+		t.Errorf("after removing purple from the file: %s", listed)
 	}
 
 	// Wait for a detection to show in the metrics.
@@ -197,7 +222,9 @@ mqtt: {broker: "tcp://%s", embedded_broker: {listen: %q}}
 	}
 	t.Logf("detections by rule: %v, by model: %v", byRule, byModel)
 
-	// What an MQTT subscriber saw, through the embedded broker.
+	// What an MQTT subscriber saw, through the embedded broker: "stopped"
+	// is the last message, waited for.
+	waitMessage(t, got, "sightd/test/status stopped")
 	msgs := got()
 	for _, want := range []string{"sightd/test/status online", "sightd/test/rule/dark-clothes/state ON",
 		"sightd/test/camera/street/status online", "sightd/test/status stopped"} {
@@ -213,6 +240,19 @@ mqtt: {broker: "tcp://%s", embedded_broker: {listen: %q}}
 	}
 	if byRule["dark-clothes"] == 0 || byRule["purple"] != 0 {
 		t.Errorf("detections %v: want dark-clothes changes and no purple", byRule)
+	}
+}
+
+// waitMessage waits until got has shown the message want ("topic
+// payload"); the deadline only guards against a hang.
+func waitMessage(t *testing.T, got func() []string, want string) {
+	t.Helper()
+	deadline := time.Now().Add(2 * time.Minute)
+	for !slices.Contains(got(), want) {
+		if time.Now().After(deadline) {
+			t.Fatalf("subscriber did not see %q", want)
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }
 
@@ -268,8 +308,9 @@ func subscribe(t *testing.T, addr string, topics ...string) func() []string {
 	c := paho.NewClient(opts)
 	c.Connect() // retries in the background until the broker listens
 	t.Cleanup(func() { c.Disconnect(100) })
+	// No pause for messages still in flight: a test waits for the message
+	// it needs (waitMessage, waitSeen) instead.
 	return func() []string {
-		time.Sleep(200 * time.Millisecond) // the last messages in flight
 		mu.Lock()
 		defer mu.Unlock()
 		return append([]string(nil), seen...)

@@ -44,6 +44,10 @@ const (
 	DefaultMinBackoff   = time.Second
 	DefaultMaxBackoff   = 30 * time.Second
 	DefaultStallTimeout = time.Minute
+	// DefaultRetryFor bounds how long failed attempts in a row are
+	// retried: a dead URL gives up within it, not after every retry's
+	// back-off (about 90 s).
+	DefaultRetryFor = 30 * time.Second
 	// DefaultMaxUnknown caps a download while its Limit cannot tell yet:
 	// the signed head of a bundle is far smaller.
 	DefaultMaxUnknown = 8 << 20
@@ -75,6 +79,11 @@ type Fetcher struct {
 	// StallTimeout ends an attempt that received no data for that long
 	// (0: DefaultStallTimeout); the next attempt resumes.
 	StallTimeout time.Duration
+	// RetryFor bounds the time from the first of a run of failed attempts
+	// to the start of the next retry (0: DefaultRetryFor): whichever of
+	// Retries and RetryFor ends first gives up. An attempt that got further
+	// into the file than any before it starts a new run.
+	RetryFor time.Duration
 }
 
 // Progress of a download, in bytes.
@@ -250,6 +259,7 @@ func (st *fetch) run() error {
 		retries = DefaultRetries
 	}
 	failures, furthest := 0, st.size
+	var firstFailure time.Time
 	st.log.Info().Int64("have", st.size).Msg("downloading")
 	for {
 		err := st.attempt()
@@ -269,6 +279,9 @@ func (st *fetch) run() error {
 			furthest, failures = st.size, 0
 		}
 		failures++
+		if failures == 1 {
+			firstFailure = time.Now()
+		}
 		if retries < 0 || failures > retries {
 			return fmt.Errorf("ota: fetch %s: giving up after %d failed attempts in a row, %d bytes kept for resuming: %w",
 				st.shown, failures, st.size, err)
@@ -276,6 +289,10 @@ func (st *fetch) run() error {
 		var delay time.Duration
 		if !r.now {
 			delay = max(st.f.backoff(failures), min(r.after, st.f.maxBackoff()))
+		}
+		if spent := time.Since(firstFailure); spent+delay > st.f.retryFor() {
+			return fmt.Errorf("ota: fetch %s: giving up after %d failed attempts in a row in %v (retries stop after %v), %d bytes kept for resuming: %w",
+				st.shown, failures, spent.Round(time.Millisecond), st.f.retryFor(), st.size, err)
 		}
 		st.log.Warn().Err(err).Int("failures", failures).Int64("have", st.size).Dur("retry_in", delay).Msg("download interrupted")
 		if delay > 0 {
@@ -656,6 +673,13 @@ func (f *Fetcher) stallTimeout() time.Duration {
 		return f.StallTimeout
 	}
 	return DefaultStallTimeout
+}
+
+func (f *Fetcher) retryFor() time.Duration {
+	if f.RetryFor > 0 {
+		return f.RetryFor
+	}
+	return DefaultRetryFor
 }
 
 func (f *Fetcher) maxBackoff() time.Duration {

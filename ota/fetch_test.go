@@ -512,7 +512,7 @@ func TestFetchContentLengthOverLimit(t *testing.T) {
 	checkFetchRanges(t, srv.log(), []string{"bytes=65536-"})
 	// The server holds the body back until the client hangs up: Fetch
 	// failed on the headers alone.
-	deadline := time.Now().Add(5 * time.Second)
+	deadline := time.Now().Add(60 * time.Second) // generous: only a hang fails
 	for !srv.gone.Load() && time.Now().Before(deadline) {
 		time.Sleep(10 * time.Millisecond)
 	}
@@ -898,4 +898,31 @@ func BenchmarkFetch(b *testing.B) {
 			b.Fatal(sum, err)
 		}
 	}
+}
+
+// A dead URL (nothing listens) gives up once RetryFor is spent, long
+// before the retries' back-off would end, and says so.
+func TestFetchDeadURLGivesUpWithinRetryFor(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dead := "http://" + l.Addr().String() + "/v7.tar"
+	l.Close()
+	f := &Fetcher{Log: zerolog.New(zerolog.NewTestWriter(t)), Retries: 100, MinBackoff: 50 * time.Millisecond,
+		MaxBackoff: 400 * time.Millisecond, RetryFor: time.Second}
+	start := time.Now()
+	_, err = f.Fetch(context.Background(), dead, filepath.Join(t.TempDir(), "b"), nil, 0, nil)
+	took := time.Since(start)
+	if err == nil || !strings.Contains(err.Error(), "retries stop after 1s") || !strings.Contains(err.Error(), "connection refused") {
+		t.Fatalf("got %v", err)
+	}
+	// The bound is on the waiting; the attempts themselves add a little.
+	if took > 10*time.Second {
+		t.Errorf("gave up after %v", took)
+	}
+	if DefaultRetryFor > time.Minute {
+		t.Errorf("DefaultRetryFor %v", DefaultRetryFor)
+	}
+	t.Logf("%v: %v", took.Round(time.Millisecond), err)
 }

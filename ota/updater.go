@@ -18,6 +18,17 @@ import (
 // ErrBusy refuses an update while another one runs.
 var ErrBusy = errors.New("an update is already running")
 
+// ErrCanceled ends an update that was cancelled (model/install
+// {"cancel":true}).
+var ErrCanceled = errors.New("update cancelled")
+
+// ErrNothingToCancel answers a cancel while no update runs.
+var ErrNothingToCancel = errors.New("no update is running")
+
+// ErrTooLate answers a cancel once the new version is switched in: its
+// trial commits it or rolls it back.
+var ErrTooLate = errors.New("too late to cancel: the new model is switched in; its trial commits or rolls it back")
+
 // ErrVersionMismatch means the bundle is not the version that was asked for.
 var ErrVersionMismatch = errors.New("bundle version is not the one requested")
 
@@ -86,9 +97,20 @@ type Updater struct {
 	// 10 s, so that start-up comes first).
 	FirstPoll time.Duration
 
-	mu     sync.Mutex
-	busy   bool // an update or a trial verdict runs
-	latest int64
+	mu      sync.Mutex
+	busy    bool // an update or a trial verdict runs
+	offered map[int64]bool // versions the index or a signed head offered
+	refused map[int64]bool // versions whose bundle was refused: not offered again
+	run     *running       // the update under way, nil when none
+}
+
+// running is an update under way, for Cancel.
+type running struct {
+	version  int64 // 0 until known
+	step     Step
+	cancel   context.CancelCauseFunc
+	done     chan struct{}
+	switched bool // past the point of no return
 }
 
 // Start begins installing the bundle at url (version 0: whatever version
@@ -102,11 +124,97 @@ func (u *Updater) Start(ctx context.Context, url string, version int64) error {
 	if err := u.begin(); err != nil {
 		return err
 	}
+	ictx, r := u.track(ctx, version)
 	go func() {
 		defer u.end()
-		u.install(ctx, url, version)
+		defer u.untrack(r)
+		u.install(ctx, ictx, url, version)
 	}()
 	return nil
+}
+
+// track records an update under way; ictx ends with ctx or a Cancel.
+func (u *Updater) track(ctx context.Context, version int64) (context.Context, *running) {
+	ictx, cancel := context.WithCancelCause(ctx)
+	r := &running{version: version, step: StepDownload, cancel: cancel, done: make(chan struct{})}
+	u.mu.Lock()
+	u.run = r
+	u.mu.Unlock()
+	return ictx, r
+}
+
+func (u *Updater) untrack(r *running) {
+	u.mu.Lock()
+	if u.run == r {
+		u.run = nil
+	}
+	u.mu.Unlock()
+	r.cancel(nil)
+	close(r.done)
+}
+
+// Cancel stops the update under way (a download that does not end, a
+// bundle not wanted after all) and waits until it has stopped and cleaned
+// up, so that another install can start at once. It returns the version
+// that was being installed (0 if not yet known). Before the switch nothing
+// of it remains but a partial download (kept for resuming the same URL);
+// after it, it is too late (ErrTooLate): the trial decides.
+func (u *Updater) Cancel(ctx context.Context) (int64, error) {
+	u.mu.Lock()
+	r := u.run
+	if r == nil {
+		u.mu.Unlock()
+		return 0, ErrNothingToCancel
+	}
+	v := r.version
+	if r.switched {
+		u.mu.Unlock()
+		return v, fmt.Errorf("ota: version %d: %w", v, ErrTooLate)
+	}
+	r.cancel(ErrCanceled)
+	u.mu.Unlock()
+	select {
+	case <-r.done:
+		return v, nil
+	case <-ctx.Done():
+		return v, fmt.Errorf("ota: cancelled, but the update has not stopped yet: %w", ctx.Err())
+	}
+}
+
+// Current reports the update under way: its version (0 if not yet known)
+// and step; ok is false when none runs.
+func (u *Updater) Current() (version int64, step Step, ok bool) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if u.run == nil {
+		return 0, "", false
+	}
+	return u.run.version, u.run.step, true
+}
+
+// pointOfNoReturn marks the update switched in unless it was cancelled.
+func (u *Updater) pointOfNoReturn(ictx context.Context, version int64) error {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if err := context.Cause(ictx); err != nil {
+		return err
+	}
+	if u.run != nil {
+		u.run.switched, u.run.version = true, version
+	}
+	return nil
+}
+
+// progress notes the step and version of the update under way.
+func (u *Updater) progress(s Step, version int64) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if u.run != nil {
+		u.run.step = s
+		if version != 0 {
+			u.run.version = version
+		}
+	}
 }
 
 // Install is Start, waiting for the outcome.
@@ -118,7 +226,9 @@ func (u *Updater) Install(ctx context.Context, url string, version int64) error 
 		return err
 	}
 	defer u.end()
-	return u.install(ctx, url, version)
+	ictx, r := u.track(ctx, version)
+	defer u.untrack(r)
+	return u.install(ctx, ictx, url, version)
 }
 
 func (u *Updater) begin() error {
@@ -147,13 +257,26 @@ func (u *Updater) floor(ctx context.Context) (int64, error) {
 	return max(highest, u.Target.Running()), nil
 }
 
-func (u *Updater) install(ctx context.Context, url string, version int64) (err error) {
+// install runs an update. Until the switch it works under ictx, which a
+// Cancel ends; from the switch on under ctx alone.
+func (u *Updater) install(ctx, ictx context.Context, url string, version int64) (err error) {
 	step := StepDownload
 	var staged *Staged
 	var prepared Prepared
+	refusedHead := false // the signed head was refused
 	defer func() {
 		if err == nil {
 			return
+		}
+		if errors.Is(context.Cause(ictx), ErrCanceled) && !errors.Is(err, ErrCanceled) {
+			err = fmt.Errorf("ota: %w at step %s: %v", ErrCanceled, step, err)
+		}
+		// A bundle refused for what it is (its signature, version, files,
+		// model) is not offered again: Home Assistant would offer an
+		// install that fails the same way. A cancelled or unreachable
+		// download says nothing about the bundle.
+		if version != 0 && ictx.Err() == nil && (step != StepDownload || refusedHead) {
+			u.refuse(version)
 		}
 		if prepared != nil {
 			prepared.Abort()
@@ -169,6 +292,7 @@ func (u *Updater) install(ctx context.Context, url string, version int64) (err e
 	}()
 	tell := func(s Step) {
 		step = s
+		u.progress(s, version)
 		u.report(State{InProgress: true, Step: s, Percentage: stepPercent(s, 0)})
 		if u.Step != nil {
 			u.Step(s)
@@ -176,7 +300,7 @@ func (u *Updater) install(ctx context.Context, url string, version int64) (err e
 	}
 	tell(StepDownload)
 	if url == "" {
-		entry, err := u.index(ctx)
+		entry, err := u.index(ictx)
 		if err != nil {
 			return err
 		}
@@ -185,7 +309,7 @@ func (u *Updater) install(ctx context.Context, url string, version int64) (err e
 		}
 		url, version = entry.URL, entry.Version
 	}
-	floor, err := u.floor(ctx)
+	floor, err := u.floor(ictx)
 	if err != nil {
 		return err
 	}
@@ -207,14 +331,17 @@ func (u *Updater) install(ctx context.Context, url string, version int64) (err e
 		}
 		v, err := pol.CheckHead(man, sig)
 		if err != nil {
+			refusedHead = true
 			return 0, false, err
 		}
 		if version != 0 && v.Manifest.Version != version {
+			refusedHead = true
 			return 0, false, fmt.Errorf("ota: %w: the bundle is version %d, not %d", ErrVersionMismatch, v.Manifest.Version, version)
 		}
 		// Signed, so worth showing as available (a bare command's number
 		// is not).
 		version = v.Manifest.Version
+		u.progress(StepDownload, version)
 		u.setLatest(version)
 		return min(MaxTarSize(v, len(sig)), u.Config.MaxDownload), true, nil
 	}
@@ -225,7 +352,7 @@ func (u *Updater) install(ctx context.Context, url string, version int64) (err e
 		}
 		u.report(State{InProgress: true, Step: StepDownload, Percentage: stepPercent(StepDownload, pct)})
 	}
-	if _, err := u.Fetcher.Fetch(ctx, url, dest, limit, min(8<<20, u.Config.MaxDownload), progress); err != nil {
+	if _, err := u.Fetcher.Fetch(ictx, url, dest, limit, min(8<<20, u.Config.MaxDownload), progress); err != nil {
 		return err
 	}
 	// Whatever happens next, this download is done with: a good bundle is
@@ -236,11 +363,17 @@ func (u *Updater) install(ctx context.Context, url string, version int64) (err e
 		return err
 	}
 	version = staged.Verified.Manifest.Version
-	prepared, err = u.Target.Prepare(ctx, staged.Dir, tell)
+	if err := context.Cause(ictx); err != nil {
+		return err
+	}
+	prepared, err = u.Target.Prepare(ictx, staged.Dir, tell)
 	if err != nil {
 		return err
 	}
 	tell(StepSwitch)
+	if err := u.pointOfNoReturn(ictx, version); err != nil {
+		return err
+	}
 	if err := u.Models.Switch(staged); err != nil {
 		return err
 	}
@@ -353,7 +486,7 @@ func (u *Updater) Poll(ctx context.Context) {
 		u.setLatest(entry.Version)
 		u.report(State{})
 		floor, err := u.floor(ctx)
-		if err != nil || entry.Version <= floor || !u.Config.AutoInstall {
+		if err != nil || entry.Version <= floor || !u.Config.AutoInstall || u.isRefused(entry.Version) {
 			continue
 		}
 		if err := u.Start(ctx, entry.URL, entry.Version); err != nil && !errors.Is(err, ErrBusy) {
@@ -369,16 +502,42 @@ func (u *Updater) now() time.Time {
 	return time.Now()
 }
 
+// latestVersion is the newest version offered and not refused.
 func (u *Updater) latestVersion() int64 {
 	u.mu.Lock()
 	defer u.mu.Unlock()
-	return u.latest
+	var latest int64
+	for v := range u.offered {
+		if !u.refused[v] {
+			latest = max(latest, v)
+		}
+	}
+	return latest
 }
 
 func (u *Updater) setLatest(v int64) {
 	u.mu.Lock()
-	u.latest = max(u.latest, v)
-	u.mu.Unlock()
+	defer u.mu.Unlock()
+	if u.offered == nil {
+		u.offered = map[int64]bool{}
+	}
+	u.offered[v] = true
+}
+
+// refuse stops offering version v (its bundle was refused).
+func (u *Updater) refuse(v int64) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if u.refused == nil {
+		u.refused = map[int64]bool{}
+	}
+	u.refused[v] = true
+}
+
+func (u *Updater) isRefused(v int64) bool {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	return u.refused[v]
 }
 
 // report fills in the versions and passes s on.

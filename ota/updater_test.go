@@ -173,10 +173,12 @@ func TestUpdaterInstalls(t *testing.T) {
 
 func waitFor(t *testing.T, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
+	// Generous: the deadline only guards against a hang, and stress runs
+	// load both cores.
+	deadline := time.Now().Add(60 * time.Second)
 	for !cond() {
 		if time.Now().After(deadline) {
-			t.Fatal("condition not met within 10 s")
+			t.Fatal("condition not met within 60 s")
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
@@ -338,7 +340,7 @@ func TestUpdaterPoll(t *testing.T) {
 		srv.Put("/v2.tar", otatest.Bundle(t, key, 2))
 		u.Config.IndexURL = srv.Put("/index.json", []byte(`{"version": 2, "url": "v2.tar"}`))
 		u.Config.AutoInstall = auto
-		u.Config.PollInterval = time.Hour
+		u.Config.PollInterval = time.Millisecond
 		u.FirstPoll = time.Millisecond
 		ctx, cancel := context.WithCancel(context.Background())
 		go u.Poll(ctx)
@@ -350,7 +352,9 @@ func TestUpdaterPoll(t *testing.T) {
 		if auto {
 			waitFor(t, func() bool { return target.Running() == 2 })
 		} else {
-			time.Sleep(200 * time.Millisecond)
+			// A second reading of the index means the first was acted on:
+			// waited for, not slept on.
+			waitFor(t, func() bool { return srv.Hits("/index.json") >= 2 })
 			if target.Running() != 1 || srv.Hits("/v2.tar") != 0 {
 				t.Errorf("without auto_install: running %d, bundle fetched %d times", target.Running(), srv.Hits("/v2.tar"))
 			}

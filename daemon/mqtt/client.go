@@ -6,12 +6,15 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"maps"
 	"math/rand/v2"
+	"net"
 	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	paho "github.com/eclipse/paho.mqtt.golang"
@@ -53,6 +56,12 @@ type Options struct {
 // username or password.
 var ErrNotAuthorized = errors.New("not authorized")
 
+// ErrClientIDInUse is why the broker keeps closing sightd's connections
+// right after they are made: most likely another client (a second sightd
+// with the same device.id) connects with the same client id, and each
+// connection makes the broker close the other's.
+var ErrClientIDInUse = errors.New("client id in use elsewhere")
+
 // Health is the connection's state for /healthz and logs.
 type Health struct {
 	Connected bool
@@ -61,10 +70,19 @@ type Health struct {
 	// Err is why the last attempt failed or the last connection ended;
 	// errors.Is(Err, ErrNotAuthorized) for refused credentials.
 	Err error
+	// Conflict is set (errors.Is(Conflict, ErrClientIDInUse)) while the
+	// broker keeps closing connections right after they are made, whether
+	// or not one is up at this moment.
+	Conflict error
 	// Attempts counts connection attempts since Run started.
 	Attempts uint64
 	// Acked counts outbox messages the broker acknowledged.
 	Acked uint64
+	// Busy counts commands answered "busy" because too many were waiting;
+	// Deferred those neither answered nor acknowledged under a still
+	// heavier flood (the broker sends them again on the next connection).
+	Busy     uint64
+	Deferred uint64
 	// The outbox: waiting messages, their size, and those ever dropped
 	// because it was full.
 	Outbox      int
@@ -90,16 +108,21 @@ type Client struct {
 	connected chan struct{} // to the control goroutine: subscribe, announce
 	resync    chan struct{} // to the control goroutine: rules changed elsewhere
 	inbox     chan inbound  // commands and homeassistant/status
+	overflow  chan inbound  // what the inbox had no room for: answered busy
+	haOnline  chan struct{} // homeassistant/status online, seen on the overflow path
 	configs   chan inbound  // our retained discovery configs, to find stale ones
 
 	started  atomic.Bool
 	attempts atomic.Uint64
 	acked    atomic.Uint64
+	busy     atomic.Uint64
+	deferred atomic.Uint64
 
-	mu      sync.Mutex  // guards the three below
-	pc      paho.Client // of the current connection; nil while down
-	since   time.Time
-	lastErr error
+	mu       sync.Mutex  // guards the three below
+	pc       paho.Client // of the current connection; nil while down
+	since    time.Time
+	lastErr  error
+	conflict error // see Health.Conflict
 
 	published map[string][]byte // discovery configs in force (control goroutine only)
 }
@@ -108,6 +131,27 @@ type inbound struct {
 	topic    string
 	payload  []byte
 	retained bool
+	ack      func() // acknowledges the message to the broker (QoS 1)
+}
+
+// done acknowledges the message: the broker will not send it again. A
+// command is acknowledged only once it was answered, so that one sightd
+// could not carry out is delivered again on the next connection.
+func (in inbound) done() {
+	if in.ack == nil {
+		return
+	}
+	// paho hands the PUBACK to its connection's goroutines; if they are
+	// gone with the connection it is dropped (and the broker redelivers).
+	// The wait only guards against a stuck connection.
+	fin := make(chan struct{})
+	go func() { in.ack(); close(fin) }()
+	t := time.NewTimer(ackTimeout)
+	defer t.Stop()
+	select {
+	case <-fin:
+	case <-t.C:
+	}
 }
 
 // Time limits of the client's own steps.
@@ -115,6 +159,14 @@ const (
 	commandTimeout  = 30 * time.Second
 	stoppedTimeout  = 2 * time.Second
 	disconnectQuiet = 250 // ms paho waits for the DISCONNECT to go out
+	ackTimeout      = 5 * time.Second
+	// inboxSize commands wait for the control goroutine; with manual
+	// acknowledgements the broker's own in-flight window (Mosquitto: 20)
+	// normally keeps the inbox from filling. overflowSize more are answered
+	// "busy"; beyond that paho's reading waits up to overflowWait for room.
+	inboxSize    = 64
+	overflowSize = 1024
+	overflowWait = 10 * time.Second
 )
 
 // New prepares a client; Run connects it. It reads the password file and
@@ -152,7 +204,9 @@ func New(cfg Config, opts Options, log zerolog.Logger) (*Client, error) {
 		lost:      make(chan error, 1),
 		connected: make(chan struct{}, 1),
 		resync:    make(chan struct{}, 1),
-		inbox:     make(chan inbound, 64),
+		inbox:     make(chan inbound, inboxSize),
+		overflow:  make(chan inbound, overflowSize),
+		haOnline:  make(chan struct{}, 1),
 		configs:   make(chan inbound, 1024),
 		since:     time.Now(),
 	}
@@ -175,6 +229,10 @@ func New(cfg Config, opts Options, log zerolog.Logger) (*Client, error) {
 		SetConnectTimeout(cfg.ConnectTimeout).
 		SetWill(c.topics.Status(), Offline, 1, true).
 		SetDefaultPublishHandler(c.onMessage).
+		// A command is acknowledged once it is answered (see inbound.done):
+		// under a flood the broker holds back the rest instead of sightd
+		// dropping what it already acknowledged.
+		SetAutoAckDisabled(true).
 		SetConnectionLostHandler(func(_ paho.Client, err error) {
 			select {
 			case c.lost <- err:
@@ -218,9 +276,10 @@ func (c *Client) Resync() {
 // Health reports the connection's state.
 func (c *Client) Health() Health {
 	c.mu.Lock()
-	h := Health{Connected: c.pc != nil, Since: c.since, Err: c.lastErr}
+	h := Health{Connected: c.pc != nil, Since: c.since, Err: c.lastErr, Conflict: c.conflict}
 	c.mu.Unlock()
 	h.Attempts, h.Acked = c.attempts.Load(), c.acked.Load()
+	h.Busy, h.Deferred = c.busy.Load(), c.deferred.Load()
 	h.Outbox, h.OutboxBytes, h.Dropped = c.opts.Outbox.Len(), c.opts.Outbox.Bytes(), c.opts.Outbox.Dropped()
 	return h
 }
@@ -232,7 +291,29 @@ func (c *Client) setState(pc paho.Client, err error) {
 	c.pc, c.since, c.lastErr = pc, time.Now(), err
 }
 
+func (c *Client) setConflict(err error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.conflict = err
+}
+
 func (c *Client) clientID() string { return "sightd-" + c.opts.Device.ID }
+
+// Telling a client id in use elsewhere: this many connections in a row that
+// the broker closed within shortLived of their start.
+const kickedInARow = 3
+
+// shortLived is how young a connection must die to count as one the broker
+// closed at once: longer than the other client's back-off, which grows to
+// retry_max.
+func (c *Client) shortLived() time.Duration { return max(2*c.cfg.RetryMax, 10*time.Second) }
+
+// closedByPeer reports an end of the connection that came from the other
+// side (the broker closing it), not from a timeout on ours.
+func closedByPeer(err error) bool {
+	return errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, syscall.ECONNRESET) ||
+		errors.Is(err, net.ErrClosed) || errors.Is(err, syscall.EPIPE)
+}
 
 // client is the paho client of the current connection, or nil.
 func (c *Client) client() paho.Client {
@@ -254,6 +335,7 @@ func (c *Client) Run(ctx context.Context) error {
 	var wg sync.WaitGroup
 	wg.Go(func() { d.run(ctx) })
 	wg.Go(func() { c.control(ctx) })
+	wg.Go(func() { c.answerBusy(ctx) })
 	snd := c.connectLoop(ctx)
 	wg.Wait()
 	if pc := c.client(); pc != nil {
@@ -276,6 +358,7 @@ func (c *Client) Run(ctx context.Context) error {
 func (c *Client) connectLoop(ctx context.Context) *sender {
 	backoff := c.cfg.RetryMin
 	var lastErr string
+	kicked := 0 // connections in a row the broker closed at once
 	for ctx.Err() == nil {
 		select {
 		case <-c.lost: // a stale report of an earlier connection
@@ -314,15 +397,51 @@ func (c *Client) connectLoop(ctx context.Context) *sender {
 		default:
 		}
 		c.log.Info().Str("broker", redact(c.cfg.Broker)).Msg("connected")
-		select {
-		case <-ctx.Done():
-			return snd
-		case err := <-c.lost:
-			c.link.set(nil)
-			snd.close()
-			c.setState(nil, fmt.Errorf("mqtt: connection to %s lost: %w", redact(c.cfg.Broker), err))
-			c.log.Warn().Err(err).Msg("connection lost; reconnecting")
+		// A connection that outlives shortLived ends a conflict.
+		held := time.NewTimer(c.shortLived())
+		var err error
+	wait:
+		for {
+			select {
+			case <-ctx.Done():
+				held.Stop()
+				return snd
+			case <-held.C:
+				if kicked > 0 {
+					kicked = 0
+					c.setConflict(nil)
+					c.log.Info().Msg("the connection holds: no other client uses our client id now")
+				}
+			case err = <-c.lost:
+				held.Stop()
+				break wait
+			}
 		}
+		c.link.set(nil)
+		snd.close()
+		lived := time.Since(up)
+		lostErr := fmt.Errorf("mqtt: connection to %s lost: %w", redact(c.cfg.Broker), err)
+		if lived < c.shortLived() && closedByPeer(err) {
+			kicked++
+		} else {
+			kicked = 0
+			c.setConflict(nil)
+		}
+		if kicked >= kickedInARow {
+			lostErr = fmt.Errorf("mqtt: %w: the broker %s closed %d connections in a row within %v of their start (%v): "+
+				"another client is probably connected as %q; is device.id %q used by a second sightd? "+
+				"Each connection makes the broker drop the other",
+				ErrClientIDInUse, redact(c.cfg.Broker), kicked, lived.Round(time.Millisecond), err, c.clientID(), c.opts.Device.ID)
+			c.setConflict(lostErr)
+			if kicked == kickedInARow || kicked%100 == 0 {
+				c.log.Error().Err(lostErr).Msg("connection lost; the device id looks taken")
+			} else {
+				c.log.Debug().Err(lostErr).Msg("connection lost")
+			}
+		} else {
+			c.log.Warn().Err(err).Dur("lived", lived).Msg("connection lost; reconnecting")
+		}
+		c.setState(nil, lostErr)
 		// A connection that held for a while resets the back-off; one that
 		// dies at once (a broker that kicks us out) keeps growing it.
 		if time.Since(up) > c.cfg.RetryMax {
@@ -348,19 +467,86 @@ func connectError(cfg Config, err error) error {
 	return fmt.Errorf("mqtt: connect to %s: %w", redact(cfg.Broker), err)
 }
 
-// onMessage runs inside paho: it must not block, so it only hands the
-// message to the control goroutine.
+// onMessage runs inside paho: it hands the message to the control
+// goroutine, or, when that one is behind, to the goroutine that answers
+// "busy". Nothing is dropped silently: a command is answered (and then
+// acknowledged), or left unacknowledged for the broker to send again.
 func (c *Client) onMessage(_ paho.Client, m paho.Message) {
-	in := inbound{topic: m.Topic(), payload: m.Payload(), retained: m.Retained()}
-	ch := c.inbox
+	in := inbound{topic: m.Topic(), payload: m.Payload(), retained: m.Retained(), ack: m.Ack}
 	if c.cfg.Discovery && strings.HasPrefix(in.topic, c.cfg.DiscoveryPrefix+"/") && in.topic != c.haStatus() {
-		ch = c.configs
+		// Our own retained configs (QoS 0): a missed one is found again
+		// on the next connection.
+		select {
+		case c.configs <- in:
+		default:
+			c.log.Debug().Str("topic", in.topic).Msg("busy: discovery config not checked")
+		}
+		return
 	}
 	select {
-	case ch <- in:
+	case c.inbox <- in:
+		return
 	default:
-		c.log.Warn().Str("topic", in.topic).Msg("busy: message dropped")
 	}
+	// The control goroutine is behind. Blocking here holds up only paho's
+	// reading of this connection; the busy answers and acknowledgements
+	// go out on its writing side, so the wait always ends.
+	t := time.NewTimer(overflowWait)
+	defer t.Stop()
+	select {
+	case c.overflow <- in:
+	case <-t.C:
+		c.deferred.Add(1)
+		c.log.Error().Str("topic", in.topic).
+			Msg("overloaded: message neither answered nor acknowledged; the broker sends it again on the next connection")
+	}
+}
+
+// answerBusy answers what the inbox had no room for: a command gets
+// {"ok":false,"busy":true,...} on its reply topic and is acknowledged (its
+// sender knows to send it again); Home Assistant's online is passed on.
+func (c *Client) answerBusy(ctx context.Context) {
+	for {
+		var in inbound
+		select {
+		case <-ctx.Done():
+			return
+		case in = <-c.overflow:
+		}
+		if in.topic == c.haStatus() {
+			if string(in.payload) == Online {
+				select {
+				case c.haOnline <- struct{}{}:
+				default:
+				}
+			}
+			in.done()
+			continue
+		}
+		if _, ok, _ := parseCommandTopic(c.topics, in.topic); !ok {
+			in.done()
+			continue
+		}
+		rep := reply{RequestID: requestIDOf(in.payload, c.cfg.MaxCommandBytes), Busy: true,
+			Error: fmt.Sprintf("busy: %d commands are waiting; nothing was done, send it again", len(c.inbox))}
+		n := c.busy.Add(1)
+		if n == 1 || n%1000 == 0 {
+			c.log.Warn().Str("command", in.topic).Uint64("busy_total", n).Msg("command answered busy: too many waiting")
+		}
+		c.publishReply(in, rep)
+	}
+}
+
+// publishReply answers a command, then acknowledges it. Without a
+// connection it stays unacknowledged, and the broker sends it again.
+func (c *Client) publishReply(in inbound, rep reply) {
+	b, _ := json.Marshal(rep) // strings, bools and numbers: cannot fail
+	pc := c.client()
+	if pc == nil {
+		return
+	}
+	pc.Publish(Reply(in.topic), 1, false, b)
+	in.done()
 }
 
 func (c *Client) haStatus() string { return c.cfg.DiscoveryPrefix + "/status" }
@@ -376,10 +562,14 @@ func (c *Client) control(ctx context.Context) {
 			c.onConnect(ctx)
 		case <-c.resync:
 			c.syncDiscovery(ctx, false)
+		case <-c.haOnline:
+			c.log.Info().Msg("Home Assistant is online: publishing discovery")
+			c.syncDiscovery(ctx, true)
 		case in := <-c.inbox:
 			c.handle(ctx, in)
 		case in := <-c.configs:
 			c.removeStale(in)
+			in.done()
 		}
 	}
 }
@@ -487,10 +677,12 @@ func (c *Client) handle(ctx context.Context, in inbound) {
 			c.log.Info().Msg("Home Assistant is online: publishing discovery")
 			c.syncDiscovery(ctx, true)
 		}
+		in.done()
 		return
 	}
 	cmd, ok, err := parseCommand(c.topics, in.topic, in.payload, c.cfg.MaxCommandBytes, c.cameras)
 	if !ok {
+		in.done()
 		return
 	}
 	var rep reply
@@ -510,8 +702,5 @@ func (c *Client) handle(ctx context.Context, in inbound) {
 		ev = c.log.Warn().Str("error", rep.Error)
 	}
 	ev.Str("command", in.topic).Str("request_id", rep.RequestID).Msg("command")
-	b, _ := json.Marshal(rep) // strings, bools and numbers: cannot fail
-	if pc := c.client(); pc != nil {
-		pc.Publish(Reply(in.topic), 1, false, b)
-	}
+	c.publishReply(in, rep)
 }

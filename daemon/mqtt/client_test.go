@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"io"
 	"net"
 	"regexp"
@@ -150,7 +151,12 @@ func TestDiscoveryStatesAndEvents(t *testing.T) {
 	for _, msg := range msgs {
 		s.waitFor(t, msg.Topic, func() bool { _, ok := s.get(msg.Topic); return ok })
 	}
-	waitFor(t, 30*time.Second, "outbox drained", func() bool { return st.Len() == 0 })
+	// Counters are waited for, never read once: the drain may still be
+	// between a PUBACK and its bookkeeping.
+	waitFor(t, 30*time.Second, "outbox drained and every message counted", func() bool {
+		h := c.Health()
+		return st.Len() == 0 && h.Outbox == 0 && h.Acked >= uint64(len(msgs))
+	})
 	if h := c.Health(); !h.Connected || h.Err != nil || h.Acked != uint64(len(msgs)) || h.Outbox != 0 {
 		t.Errorf("health %+v", h)
 	}
@@ -368,4 +374,27 @@ func TestLastWillAndReconnect(t *testing.T) {
 	if i := slices.Index(seq, Offline); i < 1 || seq[0] != Online || !slices.Contains(seq[i:], Online) {
 		t.Errorf("status sequence %v, want online, offline, online", seq)
 	}
+}
+
+// Two sightd with the same device.id take turns knocking each other off
+// the broker. Each says why, naming device.id, in its health (/healthz)
+// and its log, instead of a bare EOF; once one of them stops, the other's
+// connection holds and the conflict clears.
+func TestDuplicateDeviceIDReported(t *testing.T) {
+	m := startMosquitto(t, mosqOptions{})
+	cfg := testConfig(m.url())
+	a := runClient(t, cfg, Options{Outbox: openStore(t, nil)})
+	b := runClient(t, cfg, Options{Outbox: openStore(t, nil)})
+	for name, c := range map[string]*running{"first": a, "second": b} {
+		waitFor(t, time.Minute, name+" to report the conflict", func() bool { return c.Health().Conflict != nil })
+		h := c.Health()
+		if !errors.Is(h.Conflict, ErrClientIDInUse) || !strings.Contains(h.Conflict.Error(), `device.id "test"`) ||
+			!strings.Contains(h.Conflict.Error(), `"sightd-test"`) {
+			t.Errorf("%s: conflict %v", name, h.Conflict)
+		}
+		t.Logf("%s: %v", name, h.Conflict)
+	}
+	b.stop()
+	// The survivor's next connection holds for shortLived (10 s here).
+	waitFor(t, time.Minute, "the conflict to clear", func() bool { h := a.Health(); return h.Connected && h.Conflict == nil })
 }

@@ -34,6 +34,9 @@ type Snapshotter interface {
 // way: progress goes to the model/state topic.
 type Installer interface {
 	Install(ctx context.Context, url string, version int64) error
+	// Cancel stops the update under way and returns once it has stopped,
+	// with its version (0 if not yet known).
+	Cancel(ctx context.Context) (version int64, err error)
 }
 
 // ErrNotAvailable answers commands whose handler this build or
@@ -61,6 +64,7 @@ type command struct {
 	ruleID    string      // rule/delete
 	version   int64       // model/install
 	url       string      // model/install
+	cancel    bool        // model/install: stop the update under way
 	camera    string      // snapshot request
 }
 
@@ -71,17 +75,8 @@ const maxRequestID = 128
 // what could be read (the topic, perhaps the request id) for the reply.
 func parseCommand(t Topics, topic string, payload []byte, maxBytes int, cameras map[string]bool) (cmd command, ok bool, err error) {
 	cmd.topic = topic
-	switch {
-	case topic == t.RuleSet():
-		cmd.kind = cmdRuleSet
-	case topic == t.RuleDelete():
-		cmd.kind = cmdRuleDelete
-	case topic == t.ModelInstall():
-		cmd.kind = cmdModelInstall
-	case strings.HasPrefix(topic, t.Base+"/camera/") && strings.HasSuffix(topic, "/snapshot/request"):
-		cmd.kind = cmdSnapshot
-		cmd.camera = strings.TrimSuffix(strings.TrimPrefix(topic, t.Base+"/camera/"), "/snapshot/request")
-	default:
+	cmd.kind, ok, cmd.camera = parseCommandTopic(t, topic)
+	if !ok {
 		return cmd, false, nil
 	}
 	if len(payload) > maxBytes {
@@ -93,6 +88,7 @@ func parseCommand(t Topics, topic string, payload []byte, maxBytes int, cameras 
 		ID        *string         `json:"id"`      // rule/delete
 		Version   int64           `json:"version"` // model/install
 		URL       string          `json:"url"`     // model/install
+		Cancel    bool            `json:"cancel"`  // model/install
 	}
 	switch p := bytes.TrimSpace(payload); {
 	case len(p) == 0 && (cmd.kind == cmdSnapshot || cmd.kind == cmdModelInstall):
@@ -101,6 +97,8 @@ func parseCommand(t Topics, topic string, payload []byte, maxBytes int, cameras 
 		// what Home Assistant's update entity sends
 	default:
 		if err := decodeStrict(p, &env); err != nil {
+			// The reply still names the request it answers.
+			cmd.requestID = requestIDOf(p, maxBytes)
 			return cmd, true, fmt.Errorf("%w: %v", errCommand, err)
 		}
 	}
@@ -117,7 +115,7 @@ func parseCommand(t Topics, topic string, payload []byte, maxBytes int, cameras 
 	}
 	switch cmd.kind {
 	case cmdRuleSet:
-		if err := errors.Join(extra("id", env.ID != nil), extra("version", env.Version != 0), extra("url", env.URL != "")); err != nil {
+		if err := errors.Join(extra("id", env.ID != nil), extra("version", env.Version != 0), extra("url", env.URL != ""), extra("cancel", env.Cancel)); err != nil {
 			return cmd, true, err
 		}
 		if len(env.Rule) == 0 || string(env.Rule) == "null" {
@@ -129,7 +127,7 @@ func parseCommand(t Topics, topic string, payload []byte, maxBytes int, cameras 
 		}
 		cmd.rule = r
 	case cmdRuleDelete:
-		if err := errors.Join(extra("rule", env.Rule != nil), extra("version", env.Version != 0), extra("url", env.URL != "")); err != nil {
+		if err := errors.Join(extra("rule", env.Rule != nil), extra("version", env.Version != 0), extra("url", env.URL != ""), extra("cancel", env.Cancel)); err != nil {
 			return cmd, true, err
 		}
 		if env.ID == nil {
@@ -143,6 +141,13 @@ func parseCommand(t Topics, topic string, payload []byte, maxBytes int, cameras 
 		if err := errors.Join(extra("rule", env.Rule != nil), extra("id", env.ID != nil)); err != nil {
 			return cmd, true, err
 		}
+		if env.Cancel {
+			if env.Version != 0 || env.URL != "" {
+				return cmd, true, fmt.Errorf("%w: cancel takes no version or url: it stops whatever update runs", errCommand)
+			}
+			cmd.cancel = true
+			return cmd, true, nil
+		}
 		if env.Version < 0 {
 			return cmd, true, fmt.Errorf("%w: version %d", errCommand, env.Version)
 		}
@@ -154,7 +159,7 @@ func parseCommand(t Topics, topic string, payload []byte, maxBytes int, cameras 
 		}
 		cmd.version, cmd.url = env.Version, env.URL
 	case cmdSnapshot:
-		if err := errors.Join(extra("rule", env.Rule != nil), extra("id", env.ID != nil), extra("version", env.Version != 0), extra("url", env.URL != "")); err != nil {
+		if err := errors.Join(extra("rule", env.Rule != nil), extra("id", env.ID != nil), extra("version", env.Version != 0), extra("url", env.URL != ""), extra("cancel", env.Cancel)); err != nil {
 			return cmd, true, err
 		}
 		if !cameras[cmd.camera] {
@@ -162,6 +167,44 @@ func parseCommand(t Topics, topic string, payload []byte, maxBytes int, cameras 
 		}
 	}
 	return cmd, true, nil
+}
+
+// parseCommandTopic says which command topic is, and for a snapshot
+// request the camera it names.
+func parseCommandTopic(t Topics, topic string) (kind commandKind, ok bool, camera string) {
+	switch {
+	case topic == t.RuleSet():
+		return cmdRuleSet, true, ""
+	case topic == t.RuleDelete():
+		return cmdRuleDelete, true, ""
+	case topic == t.ModelInstall():
+		return cmdModelInstall, true, ""
+	case strings.HasPrefix(topic, t.Base+"/camera/") && strings.HasSuffix(topic, "/snapshot/request"):
+		return cmdSnapshot, true, strings.TrimSuffix(strings.TrimPrefix(topic, t.Base+"/camera/"), "/snapshot/request")
+	}
+	return 0, false, ""
+}
+
+// requestIDOf reads the request_id of a payload that may be wrong in
+// other ways (an unknown field, a value of the wrong type), so that an
+// error or busy reply still names the request; "" when there is none to
+// read or it is not a short string.
+func requestIDOf(payload []byte, maxBytes int) string {
+	p := bytes.TrimSpace(payload)
+	if len(p) == 0 || len(p) > maxBytes || p[0] != '{' {
+		return ""
+	}
+	var env struct {
+		RequestID json.RawMessage `json:"request_id"`
+	}
+	if json.Unmarshal(p, &env) != nil {
+		return ""
+	}
+	var id string
+	if json.Unmarshal(env.RequestID, &id) != nil || len(id) > maxRequestID {
+		return ""
+	}
+	return id
 }
 
 // decodeStrict reads exactly one JSON object with only known fields.
@@ -185,10 +228,14 @@ type reply struct {
 	OK        bool   `json:"ok"`
 	RequestID string `json:"request_id,omitempty"`
 	Error     string `json:"error,omitempty"`
-	Rule      string `json:"rule,omitempty"`    // rule/set, rule/delete
-	Camera    string `json:"camera,omitempty"`  // snapshot
-	Bytes     int    `json:"bytes,omitempty"`   // snapshot size
-	Version   int64  `json:"version,omitempty"` // model/install
+	// Busy: too many commands were waiting; nothing was done, and the
+	// same command may be sent again.
+	Busy      bool   `json:"busy,omitempty"`
+	Rule      string `json:"rule,omitempty"`      // rule/set, rule/delete
+	Camera    string `json:"camera,omitempty"`    // snapshot
+	Bytes     int    `json:"bytes,omitempty"`     // snapshot size
+	Version   int64  `json:"version,omitempty"`   // model/install
+	Cancelled bool   `json:"cancelled,omitempty"` // model/install {"cancel":true}
 }
 
 // handlers carries out commands. It runs on the client's own goroutine,
@@ -217,9 +264,13 @@ func (h *handlers) run(ctx context.Context, cmd command) reply {
 		err = h.ruleDelete(ctx, cmd.ruleID)
 	case cmdModelInstall:
 		rep.Version = cmd.version
-		if h.installer == nil {
+		switch {
+		case h.installer == nil:
 			err = fmt.Errorf("model install: %w (updates are off: ota.trusted_keys is empty)", ErrNotAvailable)
-		} else {
+		case cmd.cancel:
+			rep.Version, err = h.installer.Cancel(ctx)
+			rep.Cancelled = err == nil
+		default:
 			err = h.installer.Install(ctx, cmd.url, cmd.version)
 		}
 	case cmdSnapshot:

@@ -8,6 +8,7 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+	"unicode/utf8"
 
 	"github.com/sightd/sightd/daemon/rules"
 	"github.com/sightd/sightd/quant/modelgen/demo/demotest"
@@ -35,6 +36,9 @@ func TestParseCommand(t *testing.T) {
 		{"JSON array", tp.RuleDelete(), `["pkg"]`, command{kind: cmdRuleDelete}, "want a JSON object"},
 		{"trailing data", tp.RuleDelete(), `{"id":"a"} {"id":"b"}`, command{kind: cmdRuleDelete}, "data after"},
 		{"unknown field", tp.RuleDelete(), `{"id":"pkg","force":true}`, command{kind: cmdRuleDelete}, `unknown field "force"`},
+		{"unknown field keeps the request id", tp.RuleDelete(), `{"request_id":"u1","id":"pkg","force":true}`, command{kind: cmdRuleDelete, requestID: "u1"}, `unknown field "force"`},
+		{"unknown field after the request id", tp.ModelInstall(), `{"version":7,"cancle":true,"request_id":"u2"}`, command{kind: cmdModelInstall, requestID: "u2"}, `unknown field "cancle"`},
+		{"invalid rule keeps the request id", tp.RuleSet(), `{"request_id":"u3","rule":{"id":"a","prompts":["x"],"colour":"red"}}`, command{kind: cmdRuleSet, requestID: "u3"}, `unknown field "colour"`},
 		{"wrong type", tp.RuleDelete(), `{"id":5}`, command{kind: cmdRuleDelete}, "cannot unmarshal number"},
 		{"request id wrong type", tp.RuleDelete(), `{"id":"a","request_id":7}`, command{kind: cmdRuleDelete}, "cannot unmarshal"},
 		{"missing id", tp.RuleDelete(), `{"request_id":"r"}`, command{kind: cmdRuleDelete, requestID: "r"}, `missing "id"`},
@@ -42,10 +46,15 @@ func TestParseCommand(t *testing.T) {
 		{"field of another command", tp.RuleDelete(), `{"id":"a","rule":{}}`, command{kind: cmdRuleDelete}, `"rule" does not belong`},
 		{"missing rule", tp.RuleSet(), `{"request_id":"r"}`, command{kind: cmdRuleSet, requestID: "r"}, `missing "rule"`},
 		{"invalid rule", tp.RuleSet(), `{"rule":{"id":"a","prompts":[""]}}`, command{kind: cmdRuleSet}, "prompts[0]: empty"},
+		{"rule with an escape sequence", tp.RuleSet(), `{"request_id":"c1","rule":{"id":"a","prompts":["x\u001b[2J"]}}`, command{kind: cmdRuleSet, requestID: "c1"}, "prompts[0]: control character U+001B"},
+		{"rule with an RTL override", tp.RuleSet(), `{"rule":{"id":"a","name":"\u202eNEPO","prompts":["x"]}}`, command{kind: cmdRuleSet}, "name: control character U+202E"},
 		{"rule with unknown field", tp.RuleSet(), `{"rule":{"id":"a","prompts":["x"],"colour":"red"}}`, command{kind: cmdRuleSet}, `unknown field "colour"`},
 		{"rule on an unknown camera", tp.RuleSet(), `{"rule":{"id":"a","prompts":["x"],"cameras":["attic"]}}`, command{kind: cmdRuleSet}, "attic"},
 		{"rule threshold wrong type", tp.RuleSet(), `{"rule":{"id":"a","prompts":["x"],"threshold":"high"}}`, command{kind: cmdRuleSet}, "cannot unmarshal"},
 		{"oversized", tp.RuleSet(), `{"rule":` + strings.Repeat(" ", 1<<20) + `{}}`, command{kind: cmdRuleSet}, "above the limit"},
+		{"cancel", tp.ModelInstall(), `{"cancel":true,"request_id":"c"}`, command{kind: cmdModelInstall, requestID: "c"}, ""},
+		{"cancel with a version", tp.ModelInstall(), `{"cancel":true,"version":7}`, command{kind: cmdModelInstall}, "cancel takes no version"},
+		{"cancel on a rule", tp.RuleDelete(), `{"id":"a","cancel":true}`, command{kind: cmdRuleDelete}, `field "cancel" does not belong`},
 		{"negative version", tp.ModelInstall(), `{"version":-1}`, command{kind: cmdModelInstall}, "version -1"},
 		{"file url", tp.ModelInstall(), `{"url":"file:///etc/passwd"}`, command{kind: cmdModelInstall}, "want an http(s) URL"},
 		{"url on a rule", tp.RuleDelete(), `{"id":"a","url":"http://x/"}`, command{kind: cmdRuleDelete}, `field "url" does not belong`},
@@ -84,6 +93,9 @@ func FuzzParseCommand(f *testing.F) {
 	f.Add(tp.SnapshotRequest("porch"), []byte(``))
 	f.Fuzz(func(t *testing.T, topic string, payload []byte) {
 		cmd, ok, err := parseCommand(tp, topic, payload, 64<<10, testCameras)
+		if len(cmd.requestID) > maxRequestID || !utf8.ValidString(cmd.requestID) && err == nil {
+			t.Fatalf("request id %q", cmd.requestID)
+		}
 		if !ok || err != nil {
 			return
 		}
@@ -218,6 +230,9 @@ func TestCommands(t *testing.T) {
 	if rep := cmd.send(tp.RuleSet(), `{"request_id":"bad1","rule":{"id":"x","prompts":["x"],"threshold":3}}`); rep.RequestID != "bad1" {
 		t.Errorf("request id not echoed on an error: %+v", rep)
 	}
+	if rep := cmd.send(tp.RuleDelete(), `{"request_id":"bad2","id":"door","force":true}`); rep.OK || rep.RequestID != "bad2" || !strings.Contains(rep.Error, `unknown field "force"`) {
+		t.Errorf("request id not echoed for an unknown field: %+v", rep)
+	}
 
 	// Good commands change the rules and Home Assistant's entities.
 	rep := cmd.send(tp.RuleSet(), `{"request_id":"r1","rule":{"id":"gate","name":"Gate open","prompts":["an open gate"],"kind":"state","cameras":["porch"]}}`)
@@ -300,3 +315,6 @@ func TestHandlersWithoutParts(t *testing.T) {
 type installerFunc func(context.Context, string, int64) error
 
 func (f installerFunc) Install(ctx context.Context, url string, v int64) error { return f(ctx, url, v) }
+func (f installerFunc) Cancel(context.Context) (int64, error) {
+	return 0, errors.New("nothing to cancel")
+}

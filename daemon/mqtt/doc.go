@@ -16,7 +16,11 @@
 // rule/<id>/attributes, camera/<cam>/snapshot, camera/<cam>/status and
 // model/state. Commands (rule/set, rule/delete, model/install,
 // camera/<cam>/snapshot/request) are answered on <command>/reply and run on
-// the client's own goroutine, never in paho's callbacks.
+// the client's own goroutine, never in paho's callbacks. Each is
+// acknowledged to the broker only once answered, so one received but not
+// answered is delivered again on the next connection; when more wait than
+// the inbox holds, the excess is answered {"ok":false,"busy":true} at once.
+// No command is dropped silently.
 //
 // Home Assistant discovery publishes one retained config per entity under
 // homeassistant/<component>/sightd_<device>/<object>/config: a

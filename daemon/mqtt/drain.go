@@ -251,11 +251,13 @@ func (d *drain) retire(ctx context.Context, epoch uint64) (failed bool) {
 		if _, ep, _ := d.link.state(); ep != epoch {
 			return false
 		}
+		// Counted before the deletion: whoever sees the outbox empty sees
+		// the count complete.
+		d.acked()
 		if err := d.out.Delete(ctx, f.seq); err != nil {
 			// It stays in the outbox and goes out again after a restart.
 			d.log.Warn().Err(err).Uint64("seq", f.seq).Msg("outbox: cannot delete an acknowledged message")
 		}
-		d.acked()
 		d.inflight = d.inflight[1:]
 	}
 	return false

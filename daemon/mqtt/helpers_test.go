@@ -42,6 +42,7 @@ type mosqOptions struct {
 	tls        *certs            // TLS listener instead of plain TCP
 	clientCert bool              // require a client certificate
 	websockets bool              // an extra websockets listener (wsPort)
+	extra      string            // more configuration lines
 }
 
 type mosquitto struct {
@@ -73,6 +74,7 @@ func startMosquitto(t testing.TB, o mosqOptions) *mosquitto {
 	fmt.Fprintf(&conf, "log_dest file %s\nlog_type all\n", filepath.Join(m.dir, "mosquitto.log"))
 	// The outage test queues thousands of messages for an offline subscriber.
 	conf.WriteString("max_queued_messages 0\nper_listener_settings false\n")
+	conf.WriteString(o.extra)
 	if len(o.users) > 0 {
 		pw := filepath.Join(m.dir, "passwd")
 		for u, p := range o.users {

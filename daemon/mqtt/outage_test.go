@@ -74,7 +74,11 @@ func TestBrokerRestartLosesNothing(t *testing.T) {
 			t.Fatalf("detection %d arrived as number %d: out of order", i, first[id])
 		}
 	}
-	waitFor(t, 30*time.Second, "outbox drained", func() bool { return st.Len() == 0 })
+	// Counters are waited for, never read once: the drain may still be
+	// between a PUBACK and its bookkeeping.
+	waitFor(t, 30*time.Second, "outbox drained and every message counted", func() bool {
+		return st.Len() == 0 && c.Health().Acked >= n
+	})
 	h := c.Health()
 	if h.Attempts < 2 || h.Dropped != 0 || h.Acked < n {
 		t.Errorf("health %+v", h)

@@ -11,6 +11,7 @@ import (
 	"regexp"
 	"strings"
 	"time"
+	"unicode"
 	"unicode/utf8"
 )
 
@@ -159,6 +160,9 @@ func (r *Rule) Validate(cameras map[string]bool) error {
 	if utf8.RuneCountInString(r.Name) > MaxNameLen {
 		bad("name", "longer than %d characters", MaxNameLen)
 	}
+	if err := checkText(r.Name); err != nil {
+		bad("name", "%v", err)
+	}
 	texts := func(field string, list []string, min int) {
 		if len(list) < min {
 			bad(field, "at least %d needed", min)
@@ -172,8 +176,10 @@ func (r *Rule) Validate(cameras map[string]bool) error {
 				bad(fmt.Sprintf("%s[%d]", field, i), "empty")
 			case n > MaxPromptLen:
 				bad(fmt.Sprintf("%s[%d]", field, i), "%d characters, at most %d", n, MaxPromptLen)
-			case !utf8.ValidString(p):
-				bad(fmt.Sprintf("%s[%d]", field, i), "not valid UTF-8")
+			default:
+				if err := checkText(p); err != nil {
+					bad(fmt.Sprintf("%s[%d]", field, i), "%v", err)
+				}
 			}
 		}
 	}
@@ -244,4 +250,27 @@ func Parse(data []byte, cameras map[string]bool) (*Rule, error) {
 		return nil, err
 	}
 	return &r, nil
+}
+
+// checkText refuses what has no place in a name or a prompt and would
+// mislead whoever reads it in a log, a terminal or Home Assistant: invalid
+// UTF-8, control characters (NUL, ESC, DEL, C1; tab and newline too: a
+// prompt is one line) and the invisible direction marks and overrides that
+// can make text display as something else.
+func checkText(s string) error {
+	if !utf8.ValidString(s) {
+		return errors.New("not valid UTF-8")
+	}
+	for i, c := range s {
+		if unicode.IsControl(c) || isBidiControl(c) || c == '\u2028' || c == '\u2029' {
+			return fmt.Errorf("control character %U at byte %d", c, i)
+		}
+	}
+	return nil
+}
+
+// isBidiControl: the marks and embeddings, overrides and isolates of the
+// Unicode bidirectional algorithm (UAX #9).
+func isBidiControl(c rune) bool {
+	return c == '\u061C' || c == '\u200E' || c == '\u200F' || (c >= '\u202A' && c <= '\u202E') || (c >= '\u2066' && c <= '\u2069')
 }

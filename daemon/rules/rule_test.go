@@ -52,6 +52,12 @@ func TestParseErrors(t *testing.T) {
 		{"trailing data", `{"id":"a","prompts":["x"]} {}`, "data after the rule"},
 		{"not json", `prompts: x`, "invalid rule"},
 		{"duplicate camera", `{"id":"a","prompts":["x"],"cameras":["porch","porch"]}`, `cameras[1]: "porch" listed twice`},
+		{"NUL in a prompt", `{"id":"a","prompts":["a dog\u0000"]}`, "prompts[0]: control character U+0000 at byte 5"},
+		{"ESC in a name", `{"id":"a","name":"Door \u001b[31mOPEN","prompts":["x"]}`, "name: control character U+001B"},
+		{"newline in a negative", `{"id":"a","prompts":["x"],"negatives":["a\nb"]}`, "negatives[0]: control character U+000A"},
+		{"RTL override in a prompt", `{"id":"a","prompts":["a cat \u202egod a"]}`, "prompts[0]: control character U+202E"},
+		{"isolate in a name", `{"id":"a","name":"\u2067x","prompts":["x"]}`, "name: control character U+2067"},
+		{"C1 control in a template", `{"id":"a","prompts":["x"],"templates":["a photo of {}\u0085"]}`, "templates[0]: control character U+0085"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			r, err := Parse([]byte(tc.json), cams)
@@ -62,6 +68,23 @@ func TestParseErrors(t *testing.T) {
 				t.Fatalf("error %q does not contain %q", err, tc.want)
 			}
 		})
+	}
+	// Invalid UTF-8 cannot come through JSON (the decoder replaces it),
+	// but it can through YAML and Go.
+	for _, r := range []*Rule{
+		{ID: "a", Name: "bad \xff name", Prompts: []string{"x"}},
+		{ID: "a", Prompts: []string{"bad \xc3 prompt"}},
+	} {
+		r.Defaults()
+		if err := r.Validate(nil); err == nil || !strings.Contains(err.Error(), "not valid UTF-8") {
+			t.Errorf("%q %q: %v", r.Name, r.Prompts, err)
+		}
+	}
+	// Letters of every script, emoji and their joiners stay welcome.
+	ok := &Rule{ID: "a", Name: "Chat noir 🐈‍⬛", Prompts: []string{"un chat noir sur le canapé", "قطة سوداء", "黒い猫"}}
+	ok.Defaults()
+	if err := ok.Validate(nil); err != nil {
+		t.Errorf("valid text refused: %v", err)
 	}
 	// Every problem at once.
 	_, err := Parse([]byte(`{"id":"A B","prompts":[""],"threshold":2,"kind":"x"}`), nil)

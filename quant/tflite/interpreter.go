@@ -1,6 +1,7 @@
 package tflite
 
 import (
+	"errors"
 	"fmt"
 	"runtime"
 	"slices"
@@ -104,7 +105,7 @@ func NewInterpreter(m *Model, o Options) (*Interpreter, error) {
 		}
 		ip.lr, err = litert.NewRunner(m.lr, litert.Options{Threads: o.Threads})
 		if err != nil {
-			return nil, err
+			return nil, m.explain(err)
 		}
 		for _, t := range ip.lr.Inputs() {
 			ip.inputs = append(ip.inputs, &Tensor{ip: ip, lr: t})
@@ -115,6 +116,29 @@ func NewInterpreter(m *Model, o Options) (*Interpreter, error) {
 	}
 	runtime.SetFinalizer(ip, (*Interpreter).Close)
 	return ip, nil
+}
+
+// explain adds a reason to LiteRT's refusal to compile a model, which comes
+// with a status alone (the runtime keeps its message): TensorFlow Lite 2.9
+// is asked to build the same model and its complaint, if it has one, is
+// quoted.
+func (m *Model) explain(err error) error {
+	if !errors.Is(err, ErrModelInvalid) {
+		return err
+	}
+	cm, cerr := m.classic()
+	if cerr != nil {
+		return fmt.Errorf("%w (TensorFlow Lite 2.9, asked for a reason: %v)", err, cerr)
+	}
+	ip, cerr := tfl29.NewInterpreter(cm, tfl29.Options{Threads: 1})
+	if cerr != nil {
+		return fmt.Errorf("%w (TensorFlow Lite 2.9, asked for a reason: %v)", err, cerr)
+	}
+	defer ip.Close()
+	if cerr := ip.AllocateTensors(); cerr != nil {
+		return fmt.Errorf("%w (TensorFlow Lite 2.9, asked for a reason: %v)", err, cerr)
+	}
+	return err
 }
 
 // choose picks the runtime: TensorFlow Lite 2.9 where the Edge TPU is

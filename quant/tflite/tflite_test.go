@@ -15,7 +15,9 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/sightd/sightd/quant/modelgen"
 	"github.com/sightd/sightd/quant/tflite"
+	"github.com/sightd/sightd/quant/tflite/tflschema"
 )
 
 // faceModel is MediaPipe's float32 face detector (input 1x128x128x3, two
@@ -469,4 +471,33 @@ func TestParallelInterpreters(t *testing.T) {
 	for err := range errs {
 		t.Error(err)
 	}
+}
+
+// A model LiteRT refuses to compile (an operator no runtime knows): the error
+// says so, with a reason, since LiteRT itself returns a status alone.
+func TestRefusedModelExplained(t *testing.T) {
+	g, err := modelgen.TinyModels()[0].Graph(modelgen.Float, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := g.Build()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var oc tflschema.OperatorCode
+	tflschema.GetRootAsModel(b, 0).OperatorCodes(&oc, 0)
+	if !oc.MutateBuiltinCode(180) || !oc.MutateDeprecatedBuiltinCode(127) {
+		t.Fatal("could not rewrite the operator code")
+	}
+	m, err := tflite.NewModel(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	_, err = tflite.NewInterpreter(m, tflite.Options{})
+	if !errors.Is(err, tflite.ErrModelInvalid) || !strings.Contains(err.Error(), "LiteRT cannot compile") ||
+		!strings.Contains(err.Error(), "builtin_code out of range: 180") {
+		t.Fatalf("refused model: %v", err)
+	}
+	t.Log(err)
 }

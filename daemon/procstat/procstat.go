@@ -40,6 +40,11 @@ type Memory struct {
 // private Anonymous unless pages are shared with a forked child or came back
 // clean from swap), and the rollup has no cross-tabulation, so Private is the
 // larger of the two: exact for a process that does not fork, like sightd.
+//
+// Private_Dirty also counts file pages that are dirty in the page cache: a
+// binary written seconds ago (before writeback) or a written shared file
+// mapping (Badger's) adds to it until the kernel writes the pages back, and
+// Anonymous alone is then the smaller, steadier figure.
 func (m Memory) Private() int64 { return max(m.Anonymous, m.PrivateDirty) }
 
 // FileBacked is the resident memory mapped from files (libraries, the

@@ -84,6 +84,8 @@ type daemon struct {
 	runCtx      context.Context // lives until shutdown begins
 	modelMu     sync.Mutex
 	modelTitle  string // the running bundle's name, for model/state
+	// The running bundle's tower files, bytes (/metrics).
+	modelFiles atomic.Int64
 
 	pipes  []*pipeline.Pipeline
 	mqtt   *mqtt.Client // nil when MQTT is off
@@ -291,6 +293,7 @@ func (d *daemon) open(ctx context.Context) error {
 		return 0
 	})
 	d.metrics.AddGauge("sightd_outbox_dropped", "Messages dropped from a full outbox.", func() float64 { return float64(d.st.Dropped()) })
+	d.metrics.AddMemory(d.modelFiles.Load)
 	return nil
 }
 

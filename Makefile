@@ -256,12 +256,13 @@ bench-daemon: build bench-bundle bench-video
 # medians (daemon/procstat/cmd/memtable). sync first: pages of a binary just
 # written count as private dirty until the kernel writes them back.
 MEMORY_RUNS ?= 5
+MEMORY_FRAMES ?= 300
 bench-memory: build bench-bundle bench-video
 	@# Without this make's CGO_* flags in the environment: the child makes its own.
 	env -u CGO_CFLAGS -u CGO_CPPFLAGS -u CGO_CXXFLAGS -u CGO_LDFLAGS \
 	  $(MAKE) --no-print-directory OPENCV_LINK=all SIGHTD_BIN=bin/sightd-opencv-all build
 	sync
-	$(GO) run ./daemon/procstat/cmd/memtable -runs $(MEMORY_RUNS) -bundle bin/bench-bundle -source bin/street-720p.avi \
+	$(GO) run ./daemon/procstat/cmd/memtable -runs $(MEMORY_RUNS) -frames $(MEMORY_FRAMES) -bundle bin/bench-bundle -source bin/street-720p.avi \
 	  bin/sightd-opencv-all $(SIGHTD_BIN)
 
 # The README's test command. Installs what it needs first.

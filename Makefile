@@ -65,6 +65,32 @@ export CGO_LDFLAGS := -Wl,-rpath,$$ORIGIN/../lib/sightd -L$(LITERT_DIR)/lib -Wl,
 
 GO_LDFLAGS := -X github.com/sightd/sightd/daemon/version.Version=$(VERSION)
 
+# ---- OpenCV: link only the modules sightd uses -----------------------------
+# gocv compiles all its C++ wrappers (highgui, dnn, objdetect, video, calib3d,
+# features2d, photo, ...), and Debian's opencv4.pc names all 56 modules; the
+# linker's --as-needed (Debian's default) keeps the 11 that the wrappers call,
+# and highgui brings Qt 5, dnn protobuf. With every function in its own section
+# and --gc-sections, the wrappers sightd never calls are dropped, and it links
+# with these four modules alone (gocv's customenv tag: the flags come from
+# here, not pkg-config). Listing a module here it does not need would not drop
+# it: --as-needed decides before the sections are collected.
+# OPENCV_LINK=all links as before (what `make bench-memory` compares against).
+OPENCV_MODULES := core imgproc imgcodecs videoio
+# Tests link more: camera's MOG2 comparison (video), the encoder's check
+# against dnn.BlobFromImage (dnn); video needs calib3d, calib3d features2d and
+# flann on the command line (ld: "DSO missing from command line").
+OPENCV_TEST_MODULES := video dnn calib3d features2d flann
+OPENCV_LINK ?= used
+ifeq ($(OPENCV_LINK),used)
+GO_TAGS := -tags customenv
+export CGO_CFLAGS   += -ffunction-sections -fdata-sections
+export CGO_CXXFLAGS := --std=c++11 -ffunction-sections -fdata-sections $(CGO_CXXFLAGS)
+OPENCV_LDFLAGS := -Wl,--gc-sections $(addprefix -lopencv_,$(OPENCV_MODULES))
+OPENCV_TEST_LDFLAGS := $(addprefix -lopencv_,$(OPENCV_TEST_MODULES))
+else ifneq ($(OPENCV_LINK),all)
+$(error OPENCV_LINK=$(OPENCV_LINK): want used or all)
+endif
+
 # ---- cross build: ARCH=arm64 on an amd64 machine ---------------------------
 # A native build (amd64, or arm64 on a Pi) writes bin/sightd; a cross build
 # bin/linux_$(ARCH)/sightd.
@@ -82,9 +108,13 @@ CROSS_LIBDIRS := $(subst :,:$(CROSS_SYSROOT),$(CROSS_SYSROOT)$(CROSS_GUEST_LIBDI
 # linker drops any that the code does not use.
 CROSS_OPENCV_MODULES := core imgproc imgcodecs videoio highgui video objdetect calib3d features2d dnn photo
 ifeq ($(ARCH),$(HOST_ARCH))
-SIGHTD_BIN := bin/sightd
+SIGHTD_BIN ?= bin/sightd
 CROSS_DEPS :=
 CROSS_PREFIX :=
+ifeq ($(OPENCV_LINK),used)
+export CGO_CPPFLAGS := $(shell pkg-config --cflags-only-I opencv4) $(CGO_CPPFLAGS)
+CGO_LDFLAGS += $(OPENCV_LDFLAGS)
+endif
 else ifeq ($(ARCH)-$(HOST_ARCH),arm64-amd64)
 SIGHTD_BIN := bin/linux_arm64/sightd
 CROSS_DEPS := deps-cross
@@ -96,13 +126,14 @@ export CXX    := aarch64-linux-gnu-g++
 # whole dependency tree the sysroot would then need); the flags are given here.
 GO_TAGS := -tags customenv
 export CGO_CPPFLAGS := -I$(CROSS_SYSROOT)/usr/include/opencv4 -I$(CROSS_SYSROOT)/usr/include/aarch64-linux-gnu/opencv4 $(CGO_CPPFLAGS)
-export CGO_CXXFLAGS := --std=c++11 $(CGO_CXXFLAGS)
-CGO_LDFLAGS += -L$(CROSS_SYSROOT)/usr/lib/aarch64-linux-gnu -Wl,-rpath-link,$(CROSS_LIBDIRS) $(addprefix -lopencv_,$(CROSS_OPENCV_MODULES))
+export CGO_CXXFLAGS := $(if $(filter used,$(OPENCV_LINK)),,--std=c++11) $(CGO_CXXFLAGS)
+CGO_LDFLAGS += -L$(CROSS_SYSROOT)/usr/lib/aarch64-linux-gnu -Wl,-rpath-link,$(CROSS_LIBDIRS) \
+  $(if $(OPENCV_LDFLAGS),$(OPENCV_LDFLAGS),$(addprefix -lopencv_,$(CROSS_OPENCV_MODULES)))
 else
 $(error ARCH=$(ARCH) on $(HOST_ARCH): only native builds and arm64 on amd64 are supported)
 endif
 
-.PHONY: deps deps-apt deps-litert deps-tflite deps-fixtures deps-go demo-bundle bench-bundle bench-video bench-daemon build test bench fmt generate run clean
+.PHONY: deps deps-apt deps-litert deps-tflite deps-fixtures deps-go demo-bundle bench-bundle bench-video bench-daemon bench-memory build test bench fmt generate run clean
 
 deps: deps-apt deps-litert deps-tflite deps-fixtures deps-go
 
@@ -259,10 +290,28 @@ bench-video: deps-fixtures
 bench-daemon: build bench-bundle bench-video
 	bin/sightd bench --bundle bin/bench-bundle --source bin/street-720p.avi --frames 300
 
+# Memory as a user counts it, before and after linking only the OpenCV modules
+# sightd uses: bin/sightd-opencv-all (OPENCV_LINK=all) against bin/sightd,
+# `sightd version` and `sightd bench` MEMORY_RUNS times each, interleaved;
+# medians (daemon/procstat/cmd/memtable). sync first: pages of a binary just
+# written count as private dirty until the kernel writes them back.
+MEMORY_RUNS ?= 5
+MEMORY_FRAMES ?= 300
+bench-memory: build bench-bundle bench-video
+	@# Without this make's CGO_* flags in the environment: the child makes its own.
+	env -u CGO_CFLAGS -u CGO_CPPFLAGS -u CGO_CXXFLAGS -u CGO_LDFLAGS \
+	  $(MAKE) --no-print-directory OPENCV_LINK=all SIGHTD_BIN=bin/sightd-opencv-all build
+	sync
+	$(GO) run ./daemon/procstat/cmd/memtable -runs $(MEMORY_RUNS) -frames $(MEMORY_FRAMES) -bundle bin/bench-bundle -source bin/street-720p.avi \
+	  bin/sightd-opencv-all $(SIGHTD_BIN)
+
 # The README's test command. Installs what it needs first.
 test: deps
-	$(GO) vet ./...
-	$(GO) test -count=1 -timeout 20m ./...
+	$(GO) vet $(GO_TAGS) ./...
+	$(GO) test $(GO_TAGS) -count=1 -timeout 20m ./...
+
+# The tests link the modules of OPENCV_TEST_MODULES too.
+test test-stress bench test-arm64-run: CGO_LDFLAGS += $(OPENCV_TEST_LDFLAGS)
 
 # The timing-sensitive packages STRESS_COUNT times over while busy loops keep
 # every core loaded: a test that reads a counter which can lag, or sleeps
@@ -273,7 +322,7 @@ test-stress: deps
 	@pids=""; for i in $$(seq $$(nproc)); do sh -c 'while :; do :; done' & pids="$$pids $$!"; done; \
 	trap 'kill $$pids' EXIT; \
 	echo "test-stress: $$(nproc) busy loops ($$pids), -count=$(STRESS_COUNT)"; \
-	$(GO) test -count=$(STRESS_COUNT) -timeout 90m ./daemon/... ./camera ./ota
+	$(GO) test $(GO_TAGS) -count=$(STRESS_COUNT) -timeout 90m ./daemon/... ./camera ./ota
 
 # ---- arm64 tests under QEMU -------------------------------------------------
 # The packages with arithmetic and I/O, cross-compiled and run by
@@ -318,7 +367,7 @@ test-arm64-run: deps-litert deps-tflite deps-fixtures $(CROSS_DEPS)
 	if [ -n "$$failed" ]; then echo "test-arm64: FAILED on$$failed" >&2; exit 1; fi
 
 bench: deps
-	$(GO) test -run '^$$' -bench . -benchmem ./quant/... ./camera/...
+	$(GO) test $(GO_TAGS) -run '^$$' -bench . -benchmem ./quant/... ./camera/...
 
 # LiteRT and TensorFlow Lite 2.9 side by side in one run: the benchmark
 # encoder (MobileNetV2-like, 224x224, 300 M MACs) in float32 and int8, 1 and 2

@@ -55,6 +55,16 @@ func TestVersionCommand(t *testing.T) {
 	}
 }
 
+func TestVersionMemory(t *testing.T) {
+	out, err := run(t, "version", "--memory")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !regexp.MustCompile(`memory   RSS [0-9.]+ MB, PSS [0-9.]+ MB, private [0-9.]+ MB \(anonymous [0-9.]+ MB\), file-backed [0-9.]+ MB; [0-9]+ shared libraries mapped; [0-9]+ ms from the process's start`).MatchString(out) {
+		t.Fatalf("version --memory output:\n%s", out)
+	}
+}
+
 func TestTokenizeCommand(t *testing.T) {
 	vocab := sharedFile(t, "SIGHTD_CLIP_VOCAB", "testdata", "clip", "bpe_simple_vocab_16e6.txt.gz")
 	out, err := run(t, "tokenize", "--vocab", vocab, "a photo of a cat", "a dog")
@@ -285,7 +295,7 @@ func TestBenchCommand(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"frames/s", "invoke alone", "overhead", "matching", "peak RSS", "first encoded frame"} {
+	for _, want := range []string{"frames/s", "invoke alone", "overhead", "matching", "peak RSS", "PSS", "private", "shared libraries mapped", "model files", "first encoded frame", "from the process's start"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("bench output lacks %q:\n%s", want, out)
 		}

@@ -74,7 +74,9 @@ func (d *daemon) loadActiveModel(ctx context.Context) error {
 // setModel makes m the running model.
 func (d *daemon) setModel(m *model) {
 	d.model = m
-	d.running.Store(m.manifest().Version)
+	man := m.manifest()
+	d.running.Store(man.Version)
+	d.modelFiles.Store(man.Image.Size + man.Text.Size)
 }
 
 // newUpdater wires OTA updates to the daemon; nil when updates are off.

@@ -76,8 +76,8 @@ type daemon struct {
 	// fileRules are the ids of the rules the configuration file holds (at
 	// start, then as of the last SIGHUP); guarded by rulesMu.
 	fileRules []string
-	mgr     *rules.Manager
-	running atomic.Int64 // the running model's version, read without the lock
+	mgr       *rules.Manager
+	running   atomic.Int64 // the running model's version, read without the lock
 
 	// OTA: nil models and updater when updates are off.
 	models      *ota.Models
@@ -86,6 +86,8 @@ type daemon struct {
 	runCtx      context.Context // lives until shutdown begins
 	modelMu     sync.Mutex
 	modelTitle  string // the running bundle's name, for model/state
+	// The running bundle's tower files, bytes (/metrics).
+	modelFiles atomic.Int64
 
 	pipes  []*pipeline.Pipeline
 	mqtt   *mqtt.Client // nil when MQTT is off
@@ -294,6 +296,7 @@ func (d *daemon) open(ctx context.Context) error {
 		return 0
 	})
 	d.metrics.AddGauge("sightd_outbox_dropped", "Messages dropped from a full outbox.", func() float64 { return float64(d.st.Dropped()) })
+	d.metrics.AddMemory(d.modelFiles.Load)
 	return nil
 }
 

@@ -177,6 +177,26 @@ mqtt: {broker: "tcp://%s", embedded_broker: {listen: %q}}
 	for time.Now().Before(deadline) && detections() == 0 {
 		time.Sleep(200 * time.Millisecond)
 	}
+	// Memory as a user counts it, beside the model's files (the demo bundle's towers).
+	resp, err = http.Get("http://" + listen + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ = io.ReadAll(resp.Body)
+	resp.Body.Close()
+	gauges := map[string]float64{}
+	for _, line := range strings.Split(string(body), "\n") {
+		var v float64
+		if name, value, ok := strings.Cut(line, " "); ok && strings.HasPrefix(name, "sightd_m") {
+			fmt.Sscan(value, &v)
+			gauges[name] = v
+		}
+	}
+	if g := gauges; !(g["sightd_memory_private_bytes"] > 0 && g["sightd_memory_private_bytes"] <= g["sightd_memory_pss_bytes"] &&
+		g["sightd_memory_pss_bytes"] <= g["sightd_memory_rss_bytes"] && g["sightd_memory_anonymous_bytes"] > 0 &&
+		g["sightd_memory_shared_libraries"] > 0 && g["sightd_model_files_bytes"] > 0) {
+		t.Errorf("memory metrics: %v", g)
+	}
 
 	// A model update whose self-test fails is refused; the old model serves on.
 	broken := filepath.Join(dir, "broken")

@@ -11,7 +11,8 @@ import (
 )
 
 func newVersionCmd() *cobra.Command {
-	return &cobra.Command{
+	var memory bool
+	cmd := &cobra.Command{
 		Use:   "version",
 		Short: "Print sightd's version and its inference runtimes' (LiteRT; TensorFlow Lite for the Edge TPU)",
 		Args:  cobra.NoArgs,
@@ -19,7 +20,12 @@ func newVersionCmd() *cobra.Command {
 			w := cmd.OutOrStdout()
 			fmt.Fprintf(w, "sightd %s (%s, %s/%s)\n", version.Version, runtime.Version(), runtime.GOOS, runtime.GOARCH)
 			fmt.Fprintf(w, "runtime %s\n", tflite.Version())
+			if memory {
+				return printMemory(w)
+			}
 			return nil
 		},
 	}
+	cmd.Flags().BoolVar(&memory, "memory", false, "also print this process's memory (RSS, PSS, private), the shared libraries it maps and its time since start: what loading sightd costs before any work")
+	return cmd
 }

@@ -77,9 +77,23 @@ func TestCommandFloodEveryOneAnswered(t *testing.T) {
 	const n = 5000
 	m := startMosquitto(t, mosqOptions{})
 	s := subscribe(t, m.url(), subOptions{}, Reply(NewTopics("test").RuleDelete()))
-	c := runClient(t, testConfig(m.url()), Options{Outbox: openStore(t, nil), Rules: newFakeRules()})
+	cfg, opts := testConfig(m.url()), Options{Outbox: openStore(t, nil), Rules: newFakeRules()}
+	c := runClient(t, cfg, opts)
 	waitFor(t, 30*time.Second, "connected", func() bool { return c.Health().Connected })
 	flood(t, m.url(), n)
+	// Each command is answered, or, on a machine too loaded for even the
+	// busy answers to keep up, left unacknowledged (Deferred) for the broker
+	// to send again on the next connection.
+	waitFor(t, 2*time.Minute, fmt.Sprintf("%d answered or deferred", n), func() bool {
+		return len(answers(t, s))+int(c.Health().Deferred) >= n
+	})
+	reconnected := false
+	if d := c.Health().Deferred; d > 0 {
+		reconnected = true
+		t.Logf("%d commands deferred under load: reconnecting for the broker to send them again", d)
+		c.stop()
+		c = runClient(t, cfg, opts)
+	}
 	waitFor(t, 2*time.Minute, fmt.Sprintf("%d answers", n), func() bool { return len(answers(t, s)) == n })
 	busy := 0
 	for id, rep := range answers(t, s) {
@@ -91,9 +105,8 @@ func TestCommandFloodEveryOneAnswered(t *testing.T) {
 			t.Fatalf("%s: %+v", id, rep)
 		}
 	}
-	waitFor(t, 30*time.Second, "the busy count", func() bool { return c.Health().Busy == uint64(busy) })
-	if h := c.Health(); h.Deferred != 0 {
-		t.Errorf("health %+v", h)
+	if !reconnected {
+		waitFor(t, 30*time.Second, "the busy count", func() bool { return c.Health().Busy == uint64(busy) })
 	}
 	t.Logf("%d carried out, %d answered busy", n-busy, busy)
 }

@@ -98,7 +98,7 @@ type Updater struct {
 	FirstPoll time.Duration
 
 	mu      sync.Mutex
-	busy    bool // an update or a trial verdict runs
+	busy    bool           // an update or a trial verdict runs
 	offered map[int64]bool // versions the index or a signed head offered
 	refused map[int64]bool // versions whose bundle was refused: not offered again
 	run     *running       // the update under way, nil when none

@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strings"
 	"syscall"
+	"time"
 
 	"gocv.io/x/gocv"
 )
@@ -27,7 +28,10 @@ func backend(cfg Config, spec Spec) (func() (grabber, error), Kind, error) {
 		}
 		return func() (grabber, error) { return openDevice(spec, cfg) }, Device, nil
 	case Stream:
-		return func() (grabber, error) { return openStream(spec) }, Stream, nil
+		if w := captureWorker.Load(); w != nil {
+			return func() (grabber, error) { return openWorker(*w, spec, cfg) }, Stream, nil
+		}
+		return func() (grabber, error) { return openNetStream(spec, cfg.Stall, streamDecoder) }, Stream, nil
 	case Video:
 		if st, err := os.Stat(spec.Path); err == nil && st.IsDir() {
 			return func() (grabber, error) { return openImages(spec.Path, cfg.FPS) }, Images, nil
@@ -121,6 +125,38 @@ func openVideoFile(path string, fallbackFPS float64) (grabber, error) {
 		return nil, fmt.Errorf("open %s: OpenCV cannot read it as a video", path)
 	}
 	return newVideoGrabber(vc, "file", fallbackFPS), nil
+}
+
+// Stream decoders: "auto" reads MJPEG over HTTP in Go (openMJPEG) and
+// everything else through FFmpeg; "ffmpeg" sends HTTP to FFmpeg too.
+const (
+	decoderAuto   = "auto"
+	decoderFFmpeg = "ffmpeg"
+)
+
+// streamDecoder is the decoder streams use; tests set "ffmpeg" to reproduce
+// what FFmpeg does with a stream.
+var streamDecoder = decoderAuto
+
+// openNetStream opens a network stream with the decoder that suits it.
+func openNetStream(spec Spec, idle time.Duration, decoder string) (grabber, error) {
+	if decoder != decoderFFmpeg && isHTTP(spec.URL) {
+		g, err := openMJPEG(spec, idle)
+		if !errors.Is(err, errNotMultipart) {
+			if err != nil {
+				return nil, err
+			}
+			return g, nil
+		}
+		// Not MJPEG (or digest authentication): FFmpeg may read it.
+	}
+	return openStream(spec)
+}
+
+func isHTTP(u string) bool {
+	scheme, _, _ := strings.Cut(u, "://")
+	scheme = strings.ToLower(scheme)
+	return scheme == "http" || scheme == "https"
 }
 
 func openStream(spec Spec) (grabber, error) {

@@ -28,10 +28,7 @@ func backend(cfg Config, spec Spec) (func() (grabber, error), Kind, error) {
 		}
 		return func() (grabber, error) { return openDevice(spec, cfg) }, Device, nil
 	case Stream:
-		if w := captureWorker.Load(); w != nil {
-			return func() (grabber, error) { return openWorker(*w, spec, cfg) }, Stream, nil
-		}
-		return func() (grabber, error) { return openNetStream(spec, cfg.Stall, streamDecoder) }, Stream, nil
+		return func() (grabber, error) { return openNetStreamIsolated(spec, cfg) }, Stream, nil
 	case Video:
 		if st, err := os.Stat(spec.Path); err == nil && st.IsDir() {
 			return func() (grabber, error) { return openImages(spec.Path, cfg.FPS) }, Images, nil
@@ -151,6 +148,36 @@ func openNetStream(spec Spec, idle time.Duration, decoder string) (grabber, erro
 		// Not MJPEG (or digest authentication): FFmpeg may read it.
 	}
 	return openStream(spec)
+}
+
+// mjpegInProcess: an MJPEG-over-HTTP stream is read in this process even
+// when FFmpeg-backed streams go to a worker (tests turn it off to run the Go
+// reader in a worker).
+var mjpegInProcess = true
+
+// openNetStreamIsolated is openNetStream with FFmpeg in a capture worker
+// process when UseWorker set one. MJPEG over HTTP stays in this process:
+// each frame is a JPEG decoded on its own by libjpeg after its header's size
+// was checked, no decoder state carries from frame to frame, and a worker
+// would cost a frame copy and about 45 MB of private memory per camera.
+func openNetStreamIsolated(spec Spec, cfg Config) (grabber, error) {
+	w := captureWorker.Load()
+	if w == nil {
+		return openNetStream(spec, cfg.Stall, streamDecoder)
+	}
+	if !mjpegInProcess {
+		return openWorker(*w, spec, cfg, streamDecoder)
+	}
+	if streamDecoder != decoderFFmpeg && isHTTP(spec.URL) {
+		g, err := openMJPEG(spec, cfg.Stall)
+		if !errors.Is(err, errNotMultipart) {
+			if err != nil {
+				return nil, err
+			}
+			return g, nil
+		}
+	}
+	return openWorker(*w, spec, cfg, decoderFFmpeg)
 }
 
 func isHTTP(u string) bool {

@@ -344,12 +344,15 @@ func TestFFmpegStuckDecoderIsAnOutage(t *testing.T) {
 	t.Logf("outage: %v", stuck)
 }
 
-// TestWorkerMJPEGMixedSizes is the mixed-size stream as sightd reads it: in
-// a capture worker process, MJPEG parsed in Go, raw frames over the pipe.
+// TestWorkerMJPEGMixedSizes is the mixed-size stream read by the Go MJPEG
+// reader in a capture worker process, raw frames over the pipe: the
+// worker's transport carries frames of any size unchanged.
 // Every frame is pixel for pixel a photo served; closing the camera stops
 // the worker.
 func TestWorkerMJPEGMixedSizes(t *testing.T) {
 	useTestWorker(t)
+	mjpegInProcess = false
+	t.Cleanup(func() { mjpegInProcess = true })
 	srv := newPhotoServer(t, 20*time.Millisecond, 0, mixedPhotos...)
 	c, err := OpenGated(context.Background(), fileConfig("door", srv.url()), testLogger(t))
 	if err != nil {

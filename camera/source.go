@@ -106,6 +106,8 @@ type Capture struct {
 	closeOnce sync.Once
 
 	back gocv.Mat // the reader's, outside mu
+	// resizeLogged is when the reader last logged a size change at info.
+	resizeLogged time.Time
 	// gate, when set (OpenGated), runs on every frame the reader decodes,
 	// on the reader's core; backD, midD and frontD are the decisions of
 	// back, mid and front, rotating with them.
@@ -310,6 +312,7 @@ func (c *Capture) run(ctx context.Context) {
 		clock   mediaClock
 	)
 	for ctx.Err() == nil {
+		opened := time.Now()
 		g, err := c.open()
 		if err == nil {
 			stop := func() bool { return false }
@@ -320,7 +323,10 @@ func (c *Capture) run(ctx context.Context) {
 			n, err = c.pump(ctx, g, &clock)
 			stop()
 			g.close()
-			if n > 0 {
+			// The back-off starts over after a connection that lasted; one
+			// that fails again soon after its first frames (a stream that
+			// crashes its decoder every time) keeps backing off.
+			if n > 0 && time.Since(opened) >= c.cfg.RetryMax {
 				attempt = 0
 			}
 			if ctx.Err() != nil {
@@ -374,7 +380,12 @@ func (c *Capture) pump(ctx context.Context, g grabber, clock *mediaClock) (int, 
 			// over.
 			resized = n > 0
 			if resized {
-				c.log.Info().Str("from", fmtSize(size)).Str("to", fmtSize(s)).Msg("camera frame size changed")
+				// A camera that changes size on every frame logs once a minute.
+				ev := c.log.Debug()
+				if time.Since(c.resizeLogged) >= time.Minute {
+					ev, c.resizeLogged = c.log.Info(), time.Now()
+				}
+				ev.Str("from", fmtSize(size)).Str("to", fmtSize(s)).Msg("camera frame size changed")
 			}
 			size = s
 			stuck.reset()

@@ -19,12 +19,13 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// Capture workers: each network camera is decoded in a process of its own,
-// as Frigate does, so that a decoder crash (FFmpeg's scaler segfaulting on a
-// stream whose frame size changes) ends that camera's worker, not the
-// daemon. The worker is the sightd binary run again (`sightd camera
-// capture-worker`); it opens the stream with the same decoders as the
-// daemon would in process and writes raw BGR frames to its stdout. The
+// Capture workers: each FFmpeg-decoded network camera (RTSP, HTTP that is
+// not MJPEG) runs in a process of its own, as Frigate does, so that a
+// decoder crash (FFmpeg's scaler segfaulting on a stream whose frame size
+// changes) ends that camera's worker, not the daemon. The worker is the
+// sightd binary run again (`sightd camera capture-worker`); it opens the
+// stream with the same decoders as the daemon would in process and writes
+// raw BGR frames to its stdout. The
 // daemon's reader goroutine reads them into its Mats: newest-frame
 // semantics, stats, outages and back-off stay as they are, and a worker
 // that dies is an outage like a stream that ends.
@@ -223,19 +224,15 @@ type workerGrabber struct {
 	tail   *tailWriter
 }
 
-func openWorker(wc WorkerCommand, spec Spec, cfg Config) (grabber, error) {
-	req, _ := json.Marshal(workerRequest{Source: spec.URL, Decoder: streamDecoder, Idle: cfg.Stall})
+func openWorker(wc WorkerCommand, spec Spec, cfg Config, decoder string) (grabber, error) {
+	req, _ := json.Marshal(workerRequest{Source: spec.URL, Decoder: decoder, Idle: cfg.Stall})
 	pr, pw, err := os.Pipe()
 	if err != nil {
 		return nil, err
 	}
-	// A bigger pipe (up to the system's 1 MiB default limit) takes a frame
-	// in fewer wake-ups; best effort.
-	_, _ = unix.FcntlInt(pw.Fd(), unix.F_SETPIPE_SZ, 1<<20)
+	setPipeSize(pw)
 	cmd := exec.Command(wc.Path, wc.Args...)
-	// The Go runtime's dump of every goroutine of a crashed worker would
-	// flood the journal; the signal's own lines are enough.
-	cmd.Env = append(append(os.Environ(), "GOTRACEBACK=none"), wc.Env...)
+	cmd.Env = append(os.Environ(), wc.Env...)
 	cmd.Stdin = bytes.NewReader(append(req, '\n'))
 	cmd.Stdout = pw
 	// FFmpeg's own messages go where they always went; the last lines are
@@ -386,4 +383,12 @@ func isCrashLine(l string) bool {
 	return strings.HasPrefix(l, "SIG") && strings.Contains(l, ": ") ||
 		strings.HasPrefix(l, "fatal error: ") || strings.HasPrefix(l, "panic: ") ||
 		l == "signal arrived during cgo execution"
+}
+
+// setPipeSize makes a pipe 1 MiB (the system's default limit for a user)
+// instead of 64 KiB: a frame goes through in fewer wake-ups. Best effort.
+// Only the write end is touched: Fd puts a file in blocking mode, and the
+// daemon's read end needs deadlines.
+func setPipeSize(w *os.File) {
+	_, _ = unix.FcntlInt(w.Fd(), unix.F_SETPIPE_SZ, 1<<20)
 }

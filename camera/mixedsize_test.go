@@ -369,3 +369,49 @@ func TestWorkerMJPEGMixedSizes(t *testing.T) {
 		t.Fatal("the reader did not stop")
 	}
 }
+
+// TestStuckDetector: identical frames count only after the source moved on
+// this connection, and only once they lasted the whole interval; a still
+// image served as a stream from its first frame is never stuck.
+func TestStuckDetector(t *testing.T) {
+	a := gocv.NewMatWithSizeFromScalar(gocv.NewScalar(10, 20, 30, 0), 48, 64, gocv.MatTypeCV8UC3)
+	b := gocv.NewMatWithSizeFromScalar(gocv.NewScalar(10, 20, 31, 0), 48, 64, gocv.MatTypeCV8UC3)
+	defer a.Close()
+	defer b.Close()
+	t0 := time.Unix(1000, 0)
+	at := func(s float64) time.Time { return t0.Add(time.Duration(s * float64(time.Second))) }
+
+	still := stuckDetector{after: 5 * time.Second}
+	for s := 0.0; s < 60; s++ {
+		if err := still.check(a, at(s)); err != nil {
+			t.Fatalf("a still scene from the start is stuck at %vs: %v", s, err)
+		}
+	}
+
+	s := stuckDetector{after: 5 * time.Second}
+	for i, f := range []gocv.Mat{a, b, a, b} {
+		if err := s.check(f, at(float64(i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// b from 3 s on: stuck once 5 s of identical frames went by.
+	for sec := 4.0; sec < 8; sec++ {
+		if err := s.check(b, at(sec)); err != nil {
+			t.Fatalf("stuck after %vs of identical frames: %v", sec-3, err)
+		}
+	}
+	err := s.check(b, at(8))
+	if !errors.Is(err, ErrStuck) || !strings.Contains(err.Error(), "identical frames for 5s") {
+		t.Fatalf("after 5s of identical frames: %v, want ErrStuck", err)
+	}
+	// After a reopen (or a size change) it must move again first.
+	s.reset()
+	for sec := 9.0; sec < 30; sec++ {
+		if err := s.check(b, at(sec)); err != nil {
+			t.Fatalf("after reset: %v", err)
+		}
+	}
+	if off := (stuckDetector{}); off.check(a, at(0)) != nil || off.check(b, at(1)) != nil || off.check(b, at(1e6)) != nil {
+		t.Fatal("a detector with after=0 reported")
+	}
+}

@@ -105,4 +105,3 @@ func BenchmarkDecodeJPEG(b *testing.B) {
 		})
 	}
 }
-

@@ -191,6 +191,7 @@ func readAllPhotos(t *testing.T, ctx context.Context, src Source, want []string)
 func TestMJPEGMixedSizes(t *testing.T) {
 	for _, noLength := range []bool{false, true} {
 		t.Run(fmt.Sprintf("content-length=%v", !noLength), func(t *testing.T) {
+			useTestWorker(t) // set, and not used: MJPEG over HTTP stays in process
 			srv := newPhotoServer(t, 20*time.Millisecond, 0, mixedPhotos...)
 			srv.noLength = noLength
 			cfg := fileConfig("door", srv.url())
@@ -199,7 +200,11 @@ func TestMJPEGMixedSizes(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer c.Close()
+			started := workersStarted.Load()
 			readAllPhotos(t, testCtx(t), c, mixedPhotos)
+			if workersStarted.Load() != started {
+				t.Fatal("a capture worker was started for MJPEG over HTTP")
+			}
 			st := c.Stats()
 			if st.Outages != 0 || st.SizeChanges == 0 || st.FourCC != "MJPG" {
 				t.Fatalf("stats %+v: want no outage, size changes counted, MJPG", st)
@@ -413,5 +418,39 @@ func TestStuckDetector(t *testing.T) {
 	}
 	if off := (stuckDetector{}); off.check(a, at(0)) != nil || off.check(b, at(1)) != nil || off.check(b, at(1e6)) != nil {
 		t.Fatal("a detector with after=0 reported")
+	}
+}
+
+// TestWorkerFFmpegOverHTTP: an HTTP source that is not MJPEG (here the
+// street recording vtest.avi, served with ranges) goes to FFmpeg, in a
+// capture worker when one is set, as sightd runs it.
+func TestWorkerFFmpegOverHTTP(t *testing.T) {
+	useTestWorker(t)
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.ServeFile(w, r, opencvData(t, "vtest.avi"))
+	})}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go srv.Serve(ln)
+	defer srv.Close()
+	started := workersStarted.Load()
+	c := openTest(t, fileConfig("street", "http://"+ln.Addr().String()+"/vtest.avi"))
+	ctx := testCtx(t)
+	for range 20 {
+		f := next(t, ctx, c)
+		if f.Mat.Cols() != 768 || f.Mat.Rows() != 576 {
+			t.Fatalf("frame %d is %dx%d, want 768x576", f.Seq, f.Mat.Cols(), f.Mat.Rows())
+		}
+	}
+	if workersStarted.Load() == started {
+		t.Fatal("no capture worker was started")
+	}
+	c.Close()
+	select {
+	case <-c.done:
+	case <-ctx.Done():
+		t.Fatal("the reader did not stop")
 	}
 }

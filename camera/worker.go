@@ -40,6 +40,9 @@ type WorkerCommand struct {
 
 var captureWorker atomic.Pointer[WorkerCommand]
 
+// workersStarted counts the worker processes started (tests read it).
+var workersStarted atomic.Uint64
+
 // UseWorker makes network streams opened from now on decode in worker
 // processes started by cmd; nil decodes them in this process (the default).
 func UseWorker(cmd *WorkerCommand) { captureWorker.Store(cmd) }
@@ -247,6 +250,7 @@ func openWorker(wc WorkerCommand, spec Spec, cfg Config, decoder string) (grabbe
 		return nil, fmt.Errorf("capture worker: %w", err)
 	}
 	pw.Close()
+	workersStarted.Add(1)
 	g := &workerGrabber{cmd: cmd, out: pr, idle: cfg.Stall, tail: tail}
 	var none gocv.Mat
 	kind, err := g.read(&none, workerOpenWait)

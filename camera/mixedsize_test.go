@@ -266,6 +266,9 @@ func TestMJPEGSizeIncreaseKeepsSeeing(t *testing.T) {
 func TestFFmpegCrashEndsOnlyItsWorker(t *testing.T) {
 	useTestWorker(t)
 	useFFmpeg(t)
+	// Let FFmpeg go on after its scaler's complaints, to its crash.
+	watchScaler = false
+	t.Cleanup(func() { watchScaler = true })
 	// All of opencv-doc's JPEGs in name order, as in the issue's report.
 	names, err := filepath.Glob(filepath.Join(filepath.Dir(opencvData(t, "apple.jpg")), "*.jpg"))
 	if err != nil || len(names) < 20 {
@@ -319,6 +322,9 @@ func TestFFmpegCrashEndsOnlyItsWorker(t *testing.T) {
 func TestFFmpegStuckDecoderIsAnOutage(t *testing.T) {
 	useTestWorker(t) // should FFmpeg crash instead, only the worker dies
 	useFFmpeg(t)
+	// The stuck detector alone: the worker's stderr is not watched.
+	watchScaler = false
+	t.Cleanup(func() { watchScaler = true })
 	small := strings.Split(strings.Repeat("aero1.jpg aero3.jpg ", 5), " ")[:10]
 	srv := newPhotoServer(t, 50*time.Millisecond, len(small), append(small, "aloeL.jpg", "aloeR.jpg")...)
 	cfg := fileConfig("door", srv.url())
@@ -453,4 +459,41 @@ func TestWorkerFFmpegOverHTTP(t *testing.T) {
 	case <-ctx.Done():
 		t.Fatal("the reader did not stop")
 	}
+}
+
+// TestFFmpegScalerRefusalRestartsWorker: the same size increase, with the
+// worker's stderr watched as sightd does: at FFmpeg's first "Slice
+// parameters ... are invalid" the worker is restarted, without waiting for
+// the stuck detector (off here), and the new one delivers 1282x1110.
+func TestFFmpegScalerRefusalRestartsWorker(t *testing.T) {
+	useTestWorker(t)
+	useFFmpeg(t)
+	small := strings.Split(strings.Repeat("aero1.jpg aero3.jpg ", 5), " ")[:10]
+	srv := newPhotoServer(t, 50*time.Millisecond, len(small), append(small, "aloeL.jpg", "aloeR.jpg")...)
+	cfg := fileConfig("door", srv.url())
+	cfg.Stuck = 0
+	c := openTest(t, cfg)
+	ctx := testCtx(t)
+	var refused error
+	for {
+		f, err := c.Next(ctx)
+		if errors.Is(err, ErrStuck) {
+			refused = err
+			continue
+		}
+		if errors.Is(err, ErrUnavailable) {
+			t.Logf("outage: %v", err)
+			continue
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		if f.Mat.Cols() == 1282 && f.Mat.Rows() == 1110 {
+			break
+		}
+	}
+	if refused == nil || !strings.Contains(refused.Error(), "scaler refused a new frame size") {
+		t.Fatalf("the outage before the new size: %v", refused)
+	}
+	t.Logf("outage: %v", refused)
 }

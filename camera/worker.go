@@ -225,6 +225,27 @@ type workerGrabber struct {
 	once   sync.Once
 	err    error // the worker's exit, once reaped
 	tail   *tailWriter
+	// refused is FFmpeg's complaint that made the daemon stop the worker.
+	refused atomic.Pointer[string]
+}
+
+// watchScaler: a worker whose FFmpeg scaler refuses a new frame size is
+// restarted at once (tests turn it off to let FFmpeg go on and crash).
+var watchScaler = true
+
+// isScalerRefusal is FFmpeg's scaler refusing frames of a size other than
+// the one it was set up for: OpenCV then returns the old picture, or
+// garbage, or the scaler reads out of bounds.
+func isScalerRefusal(line string) bool {
+	return strings.Contains(line, "[swscaler") &&
+		(strings.Contains(line, "Slice parameters") || strings.Contains(line, "bad src image pointers"))
+}
+
+// stderrLine watches the worker's stderr.
+func (g *workerGrabber) stderrLine(line string) {
+	if watchScaler && isScalerRefusal(line) && g.refused.CompareAndSwap(nil, &line) {
+		g.cmd.Process.Kill()
+	}
 }
 
 func openWorker(wc WorkerCommand, spec Spec, cfg Config, decoder string) (grabber, error) {
@@ -242,6 +263,8 @@ func openWorker(wc WorkerCommand, spec Spec, cfg Config, decoder string) (grabbe
 	// kept to say why a worker died.
 	tail := &tailWriter{w: os.Stderr}
 	cmd.Stderr = tail
+	g := &workerGrabber{cmd: cmd, out: pr, idle: cfg.Stall, tail: tail}
+	tail.onLine = g.stderrLine
 	// The worker dies with the daemon.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
@@ -251,7 +274,6 @@ func openWorker(wc WorkerCommand, spec Spec, cfg Config, decoder string) (grabbe
 	}
 	pw.Close()
 	workersStarted.Add(1)
-	g := &workerGrabber{cmd: cmd, out: pr, idle: cfg.Stall, tail: tail}
 	var none gocv.Mat
 	kind, err := g.read(&none, workerOpenWait)
 	if err == nil && kind != msgInfo {
@@ -288,6 +310,9 @@ func isEOF(err error) bool { return errors.Is(err, io.EOF) || errors.Is(err, io.
 // why turns a read error into the reason the camera is down: the worker's
 // own report, how it died, or that it went quiet.
 func (g *workerGrabber) why(err error) error {
+	if line := g.refused.Load(); line != nil {
+		return fmt.Errorf("%w: FFmpeg's scaler refused a new frame size (%s); restarting the decoder", ErrStuck, *line)
+	}
 	switch {
 	case errors.Is(err, os.ErrDeadlineExceeded):
 		return fmt.Errorf("capture worker: no frame for %v; stopped it", g.idle)
@@ -344,6 +369,7 @@ type tailWriter struct {
 	part    []byte
 	lines   []string
 	crashed []string // the lines that say how it crashed
+	onLine  func(string)
 }
 
 const tailLines = 16
@@ -363,6 +389,9 @@ func (t *tailWriter) Write(p []byte) (int, error) {
 		}
 		l := string(bytes.TrimSpace(t.part[:i]))
 		t.lines = append(t.lines, l)
+		if t.onLine != nil {
+			t.onLine(l)
+		}
 		if isCrashLine(l) && len(t.crashed) < 4 {
 			t.crashed = append(t.crashed, l)
 		}

@@ -25,11 +25,9 @@ var errNotMultipart = errors.New("not a multipart MJPEG stream")
 // mjpegGrabber reads an MJPEG-over-HTTP stream with Go's HTTP client and
 // decodes each JPEG on its own.
 type mjpegGrabber struct {
-	spec   Spec
-	cancel context.CancelFunc
-	body   interface{ Close() error }
-	parts  *partReader
-	// Sizes seen, for errors; decoding state there is none.
+	cancel    context.CancelFunc
+	body      interface{ Close() error }
+	parts     *partReader
 	closeOnce sync.Once
 }
 
@@ -94,7 +92,7 @@ func openMJPEG(spec Spec, idle time.Duration) (*mjpegGrabber, error) {
 		cancel()
 		return nil, fmt.Errorf("open %s: Content-Type %q: %w", spec, res.Header.Get("Content-Type"), errNotMultipart)
 	}
-	return &mjpegGrabber{spec: spec, cancel: cancel, body: res.Body, parts: newPartReader(res.Body, boundary)}, nil
+	return &mjpegGrabber{cancel: cancel, body: res.Body, parts: newPartReader(res.Body, boundary)}, nil
 }
 
 // grab decodes the next JPEG into dst. Parts that do not decode are skipped,

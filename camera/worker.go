@@ -220,7 +220,7 @@ type workerGrabber struct {
 	cmd    *exec.Cmd
 	out    *os.File // the read end of the worker's stdout
 	idle   time.Duration
-	info_  workerInfo
+	meta   workerInfo
 	killed atomic.Bool
 	once   sync.Once
 	err    error // the worker's exit, once reaped
@@ -290,7 +290,7 @@ func (g *workerGrabber) read(dst *gocv.Mat, wait time.Duration) (byte, error) {
 	if err := g.out.SetReadDeadline(time.Now().Add(wait)); err != nil {
 		return 0, err
 	}
-	return readMsg(g.out, dst, &g.info_)
+	return readMsg(g.out, dst, &g.meta)
 }
 
 func (g *workerGrabber) grab(dst *gocv.Mat) error {
@@ -330,7 +330,7 @@ func (g *workerGrabber) why(err error) error {
 	return err // the worker's report: the stream's own error
 }
 
-func (g *workerGrabber) info() (float64, string) { return g.info_.FPS, g.info_.FourCC }
+func (g *workerGrabber) info() (float64, string) { return g.meta.FPS, g.meta.FourCC }
 
 func (g *workerGrabber) interrupt() {
 	g.killed.Store(true)

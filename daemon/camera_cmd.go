@@ -177,7 +177,11 @@ func checkCamera(ctx context.Context, w io.Writer, cfg camera.Config, o checkOpt
 		if t.frames == 0 {
 			st := src.Stats()
 			t.first = now
-			fmt.Fprintf(w, "opened      %dx%d%s at %.2f fps (reported by the source)\n", st.Size.X, st.Size.Y, fourcc(st.FourCC), st.FPS)
+			if st.FPS > 0 {
+				fmt.Fprintf(w, "opened      %dx%d%s at %.2f fps (reported by the source)\n", st.Size.X, st.Size.Y, fourcc(st.FourCC), st.FPS)
+			} else { // MJPEG over HTTP carries no rate
+				fmt.Fprintf(w, "opened      %dx%d%s (the source reports no rate)\n", st.Size.X, st.Size.Y, fourcc(st.FourCC))
+			}
 		}
 		t.frames++
 		t.last = now

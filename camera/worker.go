@@ -265,7 +265,9 @@ func openWorker(wc WorkerCommand, spec Spec, cfg Config, decoder string) (grabbe
 	cmd.Stderr = tail
 	g := &workerGrabber{cmd: cmd, out: pr, idle: cfg.Stall, tail: tail}
 	tail.onLine = g.stderrLine
-	// The worker dies with the daemon.
+	// The worker dies with the daemon. (Pdeathsig follows the OS thread that
+	// started it, which ends only if a goroutine locked to it exits: sightd
+	// locks none.)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
 		pr.Close()

@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strings"
 	"syscall"
+	"time"
 
 	"gocv.io/x/gocv"
 )
@@ -27,7 +28,7 @@ func backend(cfg Config, spec Spec) (func() (grabber, error), Kind, error) {
 		}
 		return func() (grabber, error) { return openDevice(spec, cfg) }, Device, nil
 	case Stream:
-		return func() (grabber, error) { return openStream(spec) }, Stream, nil
+		return func() (grabber, error) { return openNetStreamIsolated(spec, cfg) }, Stream, nil
 	case Video:
 		if st, err := os.Stat(spec.Path); err == nil && st.IsDir() {
 			return func() (grabber, error) { return openImages(spec.Path, cfg.FPS) }, Images, nil
@@ -121,6 +122,68 @@ func openVideoFile(path string, fallbackFPS float64) (grabber, error) {
 		return nil, fmt.Errorf("open %s: OpenCV cannot read it as a video", path)
 	}
 	return newVideoGrabber(vc, "file", fallbackFPS), nil
+}
+
+// Stream decoders: "auto" reads MJPEG over HTTP in Go (openMJPEG) and
+// everything else through FFmpeg; "ffmpeg" sends HTTP to FFmpeg too.
+const (
+	decoderAuto   = "auto"
+	decoderFFmpeg = "ffmpeg"
+)
+
+// streamDecoder is the decoder streams use; tests set "ffmpeg" to reproduce
+// what FFmpeg does with a stream.
+var streamDecoder = decoderAuto
+
+// openNetStream opens a network stream with the decoder that suits it.
+func openNetStream(spec Spec, idle time.Duration, decoder string) (grabber, error) {
+	if decoder != decoderFFmpeg && isHTTP(spec.URL) {
+		g, err := openMJPEG(spec, idle)
+		if !errors.Is(err, errNotMultipart) {
+			if err != nil {
+				return nil, err
+			}
+			return g, nil
+		}
+		// Not MJPEG (or digest authentication): FFmpeg may read it.
+	}
+	return openStream(spec)
+}
+
+// mjpegInProcess: an MJPEG-over-HTTP stream is read in this process even
+// when FFmpeg-backed streams go to a worker (tests turn it off to run the Go
+// reader in a worker).
+var mjpegInProcess = true
+
+// openNetStreamIsolated is openNetStream with FFmpeg in a capture worker
+// process when UseWorker set one. MJPEG over HTTP stays in this process:
+// each frame is a JPEG decoded on its own by libjpeg after its header's size
+// was checked, no decoder state carries from frame to frame, and a worker
+// would cost a frame copy and about 45 MB of private memory per camera.
+func openNetStreamIsolated(spec Spec, cfg Config) (grabber, error) {
+	w := captureWorker.Load()
+	if w == nil {
+		return openNetStream(spec, cfg.Stall, streamDecoder)
+	}
+	if !mjpegInProcess {
+		return openWorker(*w, spec, cfg, streamDecoder)
+	}
+	if streamDecoder != decoderFFmpeg && isHTTP(spec.URL) {
+		g, err := openMJPEG(spec, cfg.Stall)
+		if !errors.Is(err, errNotMultipart) {
+			if err != nil {
+				return nil, err
+			}
+			return g, nil
+		}
+	}
+	return openWorker(*w, spec, cfg, decoderFFmpeg)
+}
+
+func isHTTP(u string) bool {
+	scheme, _, _ := strings.Cut(u, "://")
+	scheme = strings.ToLower(scheme)
+	return scheme == "http" || scheme == "https"
 }
 
 func openStream(spec Spec) (grabber, error) {

@@ -37,6 +37,10 @@ type Config struct {
 	// Stall is how long Next waits for a frame before it reports the
 	// source unavailable (again, while it stays so).
 	Stall time.Duration `yaml:"stall"`
+	// Stuck: a device or stream whose frames changed and then stay
+	// bit-identical this long is taken as a stuck decoder and reopened
+	// (an outage); 0 turns the check off. Files are never checked.
+	Stuck time.Duration `yaml:"stuck"`
 
 	Gate     GateConfig     `yaml:"gate"`
 	Regions  RegionsConfig  `yaml:"regions"`
@@ -49,6 +53,7 @@ func Defaults() Config {
 		Width: 640, Height: 480, FPS: 15, FourCC: "MJPG",
 		RetryMin: 500 * time.Millisecond, RetryMax: 30 * time.Second,
 		Stall:    10 * time.Second,
+		Stuck:    30 * time.Second,
 		Gate:     GateDefaults(),
 		Regions:  RegionsDefaults(),
 		Snapshot: SnapshotDefaults(),
@@ -132,6 +137,9 @@ func (c Config) Validate() error {
 	}
 	if c.Stall < 100*time.Millisecond {
 		add("stall", "%v: want at least 100ms", c.Stall)
+	}
+	if c.Stuck != 0 && c.Stuck < time.Second {
+		add("stuck", "%v: want 0 (off) or at least 1s", c.Stuck)
 	}
 	errs = append(errs, prefix(c.Field()+".gate", c.Gate.Validate())...)
 	errs = append(errs, prefix(c.Field()+".regions", c.Regions.Validate())...)

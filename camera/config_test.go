@@ -123,6 +123,7 @@ func TestConfigValidate(t *testing.T) {
 		{func(c *Config) { c.RetryMin = 0 }, `cameras[porch].retry_min: 0s: want at least 10ms`},
 		{func(c *Config) { c.RetryMax = time.Millisecond * 100 }, `cameras[porch].retry_max: 100ms: want at least retry_min (500ms)`},
 		{func(c *Config) { c.Stall = 0 }, `cameras[porch].stall: 0s: want at least 100ms`},
+		{func(c *Config) { c.Stuck = 500 * time.Millisecond }, `cameras[porch].stuck: 500ms: want 0 (off) or at least 1s`},
 		{func(c *Config) { c.Gate.Width = 8 }, `cameras[porch].gate.width: 8: want 32..1920`},
 		{func(c *Config) { c.Gate.Threshold = 0 }, `cameras[porch].gate.threshold: 0: want 1..254 grey levels`},
 		{func(c *Config) { c.Gate.MinRatio = 1 }, `cameras[porch].gate.min_ratio: 1: want 0 <= min_ratio < 1`},

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"hash/maphash"
 	"image"
 	"io"
 	"math/rand/v2"
@@ -60,6 +61,9 @@ type Stats struct {
 	Delivered uint64      // frames returned by Next
 	Dropped   uint64      // frames replaced by a newer one before Next took them
 	Outages   uint64      // times the source became unavailable (a failed first open counts)
+	// SizeChanges counts frames whose size differs from the frame before
+	// them (a camera reconfigured mid-stream); Size follows.
+	SizeChanges uint64
 	// GateNanos is the reader's total time in the motion gate (OpenGated).
 	GateNanos int64
 }
@@ -72,6 +76,15 @@ type grabber interface {
 	info() (fps float64, fourcc string)
 	close()
 }
+
+// interrupter is a grabber whose blocked grab can be ended from another
+// goroutine (Close does, instead of waiting for a network timeout).
+type interrupter interface{ interrupt() }
+
+// ErrStuck: a camera that delivered changing frames now delivers the same
+// frame over and over, for Config.Stuck: the decoder is stuck (FFmpeg's
+// scaler refusing a new frame size keeps returning the old picture).
+var ErrStuck = errors.New("decoder stuck")
 
 // Capture is the Source on a gocv backend: a reader goroutine keeps the
 // newest frame in three rotating Mats (the reader's, the newest, the
@@ -93,6 +106,8 @@ type Capture struct {
 	closeOnce sync.Once
 
 	back gocv.Mat // the reader's, outside mu
+	// resizeLogged is when the reader last logged a size change at info.
+	resizeLogged time.Time
 	// gate, when set (OpenGated), runs on every frame the reader decodes,
 	// on the reader's core; backD, midD and frontD are the decisions of
 	// back, mid and front, rotating with them.
@@ -297,12 +312,21 @@ func (c *Capture) run(ctx context.Context) {
 		clock   mediaClock
 	)
 	for ctx.Err() == nil {
+		opened := time.Now()
 		g, err := c.open()
 		if err == nil {
+			stop := func() bool { return false }
+			if i, ok := g.(interrupter); ok {
+				stop = context.AfterFunc(ctx, i.interrupt)
+			}
 			var n int
 			n, err = c.pump(ctx, g, &clock)
+			stop()
 			g.close()
-			if n > 0 {
+			// The back-off starts over after a connection that lasted; one
+			// that fails again soon after its first frames (a stream that
+			// crashes its decoder every time) keeps backing off.
+			if n > 0 && time.Since(opened) >= c.cfg.RetryMax {
 				attempt = 0
 			}
 			if ctx.Err() != nil {
@@ -337,6 +361,10 @@ func (c *Capture) pump(ctx context.Context, g grabber, clock *mediaClock) (int, 
 		interval = time.Duration(float64(time.Second) / fps)
 	}
 	n := 0
+	var (
+		size  image.Point
+		stuck = stuckDetector{after: c.cfg.Stuck}
+	)
 	for ctx.Err() == nil {
 		if err := g.grab(&c.back); err != nil {
 			return n, err
@@ -345,6 +373,28 @@ func (c *Capture) pump(ctx context.Context, g grabber, clock *mediaClock) (int, 
 			return n, errors.New("the backend returned an empty frame")
 		}
 		t := time.Now()
+		resized := false
+		if s := image.Pt(c.back.Cols(), c.back.Rows()); s != size {
+			// The gate lays itself out again (a keyframe without motion:
+			// there is nothing to compare with); the stuck detector starts
+			// over.
+			resized = n > 0
+			if resized {
+				// A camera that changes size on every frame logs once a minute.
+				ev := c.log.Debug()
+				if time.Since(c.resizeLogged) >= time.Minute {
+					ev, c.resizeLogged = c.log.Info(), time.Now()
+				}
+				ev.Str("from", fmtSize(size)).Str("to", fmtSize(s)).Msg("camera frame size changed")
+			}
+			size = s
+			stuck.reset()
+		}
+		if !c.file {
+			if err := stuck.check(c.back, t); err != nil {
+				return n, err
+			}
+		}
 		if c.file {
 			t = clock.next(t, interval, !c.cfg.Fast)
 			if !c.cfg.Fast && !c.sleep(ctx, time.Until(t)) {
@@ -366,9 +416,49 @@ func (c *Capture) pump(ctx context.Context, g grabber, clock *mediaClock) (int, 
 			c.backD.Encode, c.backD.Motion, c.backD.Keyframe, c.backD.Ratio = d.Encode, d.Motion, d.Keyframe, d.Ratio
 			c.backD.Boxes = append(c.backD.Boxes[:0], d.Boxes...) // the gate reuses its slice
 		}
-		c.publish(t, n == 1, fps, fourcc, gated)
+		c.publish(t, n == 1, resized, fps, fourcc, gated)
 	}
 	return n, ctx.Err()
+}
+
+func fmtSize(p image.Point) string { return fmt.Sprintf("%dx%d", p.X, p.Y) }
+
+// stuckDetector notices a decoder that returns the same picture over and
+// over. A live camera's frames always differ a little (sensor noise); a
+// decoder that stopped decoding keeps handing out its last frame. Only a
+// source that delivered two different frames on this connection can be
+// stuck, so a still image served as a stream is not.
+type stuckDetector struct {
+	after time.Duration // 0: off
+	seed  maphash.Seed
+	hash  uint64
+	has   bool
+	moved bool
+	since time.Time // of the first frame of the identical run
+}
+
+func (s *stuckDetector) reset() { s.has, s.moved = false, false }
+
+func (s *stuckDetector) check(m gocv.Mat, t time.Time) error {
+	if s.after <= 0 || !m.IsContinuous() {
+		return nil
+	}
+	b, err := m.DataPtrUint8()
+	if err != nil {
+		return nil
+	}
+	if !s.has {
+		s.seed = maphash.MakeSeed()
+	}
+	h := maphash.Bytes(s.seed, b)
+	switch {
+	case !s.has || h != s.hash:
+		s.moved = s.moved || s.has
+		s.has, s.hash, s.since = true, h, t
+	case s.moved && t.Sub(s.since) >= s.after:
+		return fmt.Errorf("%w: identical frames for %v", ErrStuck, t.Sub(s.since).Round(time.Second))
+	}
+	return nil
 }
 
 // mergeDropped folds the decision of a frame that is being dropped into
@@ -416,7 +506,7 @@ func (c *Capture) waitTaken(ctx context.Context) bool {
 }
 
 // publish makes the reader's Mat the newest frame.
-func (c *Capture) publish(t time.Time, first bool, fps float64, fourcc string, gated time.Duration) {
+func (c *Capture) publish(t time.Time, first, resized bool, fps float64, fourcc string, gated time.Duration) {
 	c.mu.Lock()
 	if c.closed {
 		c.mu.Unlock()
@@ -434,8 +524,11 @@ func (c *Capture) publish(t time.Time, first bool, fps float64, fourcc string, g
 	c.stats.Read++
 	c.midSeq, c.midTime = c.stats.Read, t
 	recovered := !c.stats.Available
+	if resized {
+		c.stats.SizeChanges++
+	}
+	c.stats.Size = image.Pt(c.mid.Cols(), c.mid.Rows())
 	if first || recovered {
-		c.stats.Size = image.Pt(c.mid.Cols(), c.mid.Rows())
 		c.stats.FPS, c.stats.FourCC = fps, fourcc
 		c.stats.Available, c.stats.Err = true, nil
 	}

@@ -22,8 +22,33 @@ func newCameraCmd() *cobra.Command {
 		Short: "Camera tools",
 		Args:  cobra.NoArgs,
 	}
-	cmd.AddCommand(newCameraCheckCmd())
+	cmd.AddCommand(newCameraCheckCmd(), newCaptureWorkerCmd())
 	return cmd
+}
+
+// newCaptureWorkerCmd is the process one network camera is decoded in (see
+// camera.RunWorker): the daemon starts it, writes the request on its stdin
+// and reads raw frames from its stdout. Not for people.
+func newCaptureWorkerCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:    "capture-worker",
+		Short:  "Decode one network camera for the daemon (internal)",
+		Args:   cobra.NoArgs,
+		Hidden: true,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return camera.RunWorker(os.Stdin, os.Stdout)
+		},
+	}
+}
+
+// useCaptureWorkers makes every network camera this process opens decode in
+// a worker process of its own: this binary, run as `camera capture-worker`.
+func useCaptureWorkers() {
+	exe, err := os.Executable()
+	if err != nil {
+		return // decoded in this process, as before
+	}
+	camera.UseWorker(&camera.WorkerCommand{Path: exe, Args: []string{"camera", "capture-worker"}})
 }
 
 // checkOptions are camera check's own flags; the rest go into the camera's
@@ -152,7 +177,11 @@ func checkCamera(ctx context.Context, w io.Writer, cfg camera.Config, o checkOpt
 		if t.frames == 0 {
 			st := src.Stats()
 			t.first = now
-			fmt.Fprintf(w, "opened      %dx%d%s at %.2f fps (reported by the source)\n", st.Size.X, st.Size.Y, fourcc(st.FourCC), st.FPS)
+			if st.FPS > 0 {
+				fmt.Fprintf(w, "opened      %dx%d%s at %.2f fps (reported by the source)\n", st.Size.X, st.Size.Y, fourcc(st.FourCC), st.FPS)
+			} else { // MJPEG over HTTP carries no rate
+				fmt.Fprintf(w, "opened      %dx%d%s (the source reports no rate)\n", st.Size.X, st.Size.Y, fourcc(st.FourCC))
+			}
 		}
 		t.frames++
 		t.last = now

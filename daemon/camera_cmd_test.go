@@ -4,7 +4,10 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"image/jpeg"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -95,6 +98,52 @@ func TestCameraCheckFailsClearly(t *testing.T) {
 		}
 		if strings.Contains(out, "frames=") {
 			t.Errorf("camera check %v printed a summary after failing: %q", tc.args, out)
+		}
+	}
+}
+
+// TestCameraCheckSurvivesMixedSizes is issue 21's report: `sightd camera
+// check --source http://127.0.0.1:PORT/video.mjpg` on an MJPEG camera
+// serving opencv-doc's photos, whose sizes change from frame to frame,
+// segfaulted in FFmpeg's scaler. It reads them all now, without an outage.
+func TestCameraCheckSurvivesMixedSizes(t *testing.T) {
+	dir := filepath.Dir(cameraVtest(t))
+	names, err := filepath.Glob(filepath.Join(dir, "*.jpg"))
+	if err != nil || len(names) < 20 {
+		t.Fatalf("%d JPEGs in %s: %v", len(names), dir, err)
+	}
+	var jpegs [][]byte
+	for _, n := range names {
+		b, err := os.ReadFile(n)
+		if err != nil {
+			t.Fatal(err)
+		}
+		jpegs = append(jpegs, b)
+	}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "multipart/x-mixed-replace; boundary=frame")
+		for i := 0; ; i++ {
+			jpg := jpegs[i%len(jpegs)]
+			if _, err := fmt.Fprintf(w, "--frame\r\nContent-Type: image/jpeg\r\nContent-Length: %d\r\n\r\n%s\r\n", len(jpg), jpg); err != nil {
+				return
+			}
+			w.(http.Flusher).Flush()
+			select {
+			case <-r.Context().Done():
+				return
+			case <-time.After(50 * time.Millisecond):
+			}
+		}
+	}))
+	defer srv.Close()
+	out, _, err := runSightd(t, "camera", "check", "--source", srv.URL+"/video.mjpg", "--frames", "40")
+	if err != nil {
+		t.Fatalf("camera check: %v\n%s", err, out)
+	}
+	t.Logf("\n%s", out)
+	for _, want := range []string{"opened      640x480 MJPG", "frames      40 read", " 0 outages", "frames=40 "} {
+		if !strings.Contains(out, want) {
+			t.Errorf("output lacks %q", want)
 		}
 	}
 }

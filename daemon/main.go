@@ -15,6 +15,9 @@ import (
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	// Network cameras decode in worker processes: a decoder crash ends one
+	// camera's worker (restarted with back-off), not the daemon.
+	useCaptureWorkers()
 	if err := newRootCmd().ExecuteContext(ctx); err != nil {
 		fmt.Fprintln(os.Stderr, "sightd:", err)
 		var ee *exitError

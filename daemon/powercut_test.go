@@ -19,6 +19,7 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/sightd/sightd/camera"
 	"github.com/sightd/sightd/daemon/config"
 	"github.com/sightd/sightd/ota"
 	"github.com/sightd/sightd/ota/otatest"
@@ -34,6 +35,12 @@ func TestMain(m *testing.M) {
 		os.Exit(installChild())
 	case "command":
 		os.Exit(commandChild())
+	case "capture-worker": // `sightd camera capture-worker`, as main starts it
+		if err := camera.RunWorker(os.Stdin, os.Stdout); err != nil {
+			fmt.Fprintln(os.Stderr, "capture worker:", err)
+			os.Exit(1)
+		}
+		os.Exit(0)
 	}
 	os.Exit(m.Run())
 }

@@ -46,6 +46,7 @@ func (m *Metrics) AddPipeline(p *pipeline.Pipeline) {
 	counter("sightd_encode_errors_total", "Frames the encoder failed on (skipped).", func() float64 { return float64(p.Stats.EncodeErrors.Load()) })
 	counter("sightd_regions_encoded_total", "Regions encoded.", func() float64 { return float64(p.Stats.Regions.Load()) })
 	counter("sightd_camera_outages_total", "Times the camera became unavailable.", func() float64 { return float64(p.SourceStats().Outages) })
+	counter("sightd_camera_size_changes_total", "Frames whose size differed from the frame before.", func() float64 { return float64(p.SourceStats().SizeChanges) })
 	m.Registry.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "sightd_camera_available", Help: "1 while the camera delivers frames.", ConstLabels: cam},
 		func() float64 {

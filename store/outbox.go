@@ -19,6 +19,9 @@ type Message struct {
 	Payload  []byte
 	QoS      byte
 	Retained bool
+	// Sheddable marks a message the store may drop, and refuses, first when
+	// the disk runs low (a snapshot: the next one replaces it anyway).
+	Sheddable bool
 	// Created is set by Push.
 	Created time.Time
 }

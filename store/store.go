@@ -54,8 +54,15 @@ type Store struct {
 
 	modelMu sync.Mutex // serialises read-modify-write of the model versions
 
-	stopGC context.CancelFunc
-	gcDone chan struct{}
+	stopGC    context.CancelFunc
+	gcDone    chan struct{}
+	spaceDone chan struct{}
+
+	space   spaceState
+	onSpace func(SpaceLevel) // set before the watcher starts; see OnSpace
+	// dropMu is held for writing while shedding drops keys (Badger refuses
+	// writes during DropPrefix) and for reading by every write.
+	dropMu sync.RWMutex
 }
 
 // Open opens (or creates) the store in cfg.Dir. ctx bounds the background
@@ -79,19 +86,47 @@ func Open(ctx context.Context, cfg Config, log zerolog.Logger) (*Store, error) {
 	if err := precheck(opts); err != nil {
 		return nil, err
 	}
+	s := &Store{cfg: cfg, log: log}
+	if err := s.roomToOpen(); err != nil {
+		return nil, err
+	}
 	db, err := openBadger(opts)
 	if err != nil {
 		return nil, classifyOpenError(cfg.Dir, err)
 	}
-	s := &Store{cfg: cfg, db: db, log: log}
+	s.db = db
 	if err := s.init(); err != nil {
 		_ = db.Close()
 		return nil, err
 	}
+	if sp := s.Space(); sp.Level != SpaceOK {
+		log.Warn().Str("space", sp.Level.String()).Msg("store: opened degraded: " + sp.Reason())
+	} else if sp.Free >= cfg.reserve()+cfg.floor() {
+		s.makeReserve()
+	}
 	gcCtx, cancel := context.WithCancel(ctx)
-	s.stopGC, s.gcDone = cancel, make(chan struct{})
+	s.stopGC, s.gcDone, s.spaceDone = cancel, make(chan struct{}), make(chan struct{})
 	go s.gcLoop(gcCtx)
+	go s.spaceLoop(gcCtx)
 	return s, nil
+}
+
+// roomToOpen makes sure Badger can open without touching a page the disk
+// cannot back: it releases the reserve file if space is short, and refuses
+// with ErrDiskFull (naming what is needed) rather than let Badger crash.
+func (s *Store) roomToOpen() error {
+	free, err := freeBytes(s.cfg.Dir)
+	if err != nil {
+		return nil
+	}
+	if free < s.cfg.floor() {
+		free = s.releaseReserve(free)
+	}
+	if need := openSpace(s.cfg.Dir); free < need {
+		return fmt.Errorf("%w: %s free on %s, and Badger needs %s to open (to replay and flush its memtables): free some space there: %w",
+			ErrDiskFull, mib(free), s.cfg.Dir, mib(need), syscall.ENOSPC)
+	}
+	return nil
 }
 
 // openBadger turns a panic inside badger.Open (it panics on some malformed
@@ -167,6 +202,7 @@ func (s *Store) Close() error {
 	s.closed = true
 	s.stopGC()
 	<-s.gcDone
+	<-s.spaceDone
 	// Releasing a sequence returns its unused lease, so a clean restart has no gap.
 	err := errors.Join(s.outboxSeq.Release(), s.detectSeq.Release())
 	if cerr := s.db.Close(); cerr != nil {

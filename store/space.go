@@ -31,7 +31,7 @@ import (
 //   - below the floor (2 x memtable_size + 2 MiB, the room Badger needs to
 //     flush its memtables and rewrite a table), every write is refused except
 //     deletes: the outbox is drained, nothing more is added;
-//   - a reserve file of floor bytes, allocated with fallocate while there is
+//   - a reserve file of floor + 1 MiB, allocated with fallocate while there is
 //     plenty of room, is deleted when free space falls below the floor (or
 //     at a start on a full disk), so that what Badger already holds can be
 //     flushed and the store opened, degraded, instead of crashing.
@@ -119,6 +119,11 @@ func freeBytes(dir string) (int64, error) {
 
 // reservePath is the reserve file, beside the Badger directory.
 func (c Config) reservePath() string { return filepath.Clean(c.Dir) + ".reserve" }
+
+// reserveFileSize is the floor and 1 MiB: given back, it lifts a full disk
+// above the floor, so that events are queued again while snapshots and
+// detections are shed.
+func (c Config) reserveFileSize() int64 { return c.floor() + 1<<20 }
 
 // Space reports the store's free space, thresholds and shedding counters,
 // checking the filesystem now.
@@ -251,7 +256,7 @@ func (s *Store) checkSpace(ctx context.Context) {
 	switch {
 	case s.observe(free) != SpaceOK:
 		err = s.shed(ctx)
-	case free >= s.cfg.reserve()+s.cfg.floor():
+	case free >= s.cfg.reserve()+s.cfg.reserveFileSize():
 		s.makeReserve()
 	case !s.hasReserve():
 		// Above the reserve only thanks to the released reserve file:
@@ -300,7 +305,7 @@ func (s *Store) makeReserve() {
 		s.log.Warn().Err(err).Msg("store: reserve file not made")
 		return
 	}
-	err = unix.Fallocate(int(f.Fd()), 0, 0, s.cfg.floor())
+	err = unix.Fallocate(int(f.Fd()), 0, 0, s.cfg.reserveFileSize())
 	if err == nil {
 		err = f.Sync()
 	}
@@ -314,7 +319,7 @@ func (s *Store) makeReserve() {
 		}
 		return
 	}
-	s.log.Debug().Str("file", path).Int64("bytes", s.cfg.floor()).Msg("store: reserve file allocated")
+	s.log.Debug().Str("file", path).Int64("bytes", s.cfg.reserveFileSize()).Msg("store: reserve file allocated")
 }
 
 // shedDetectionBatch is how many of the oldest detections one round sheds.

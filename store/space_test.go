@@ -51,8 +51,8 @@ func TestReserveValidate(t *testing.T) {
 	}
 }
 
-// With free space faked, the levels refuse what they should, in order.
-func TestSpaceLevelsRefuseInOrder(t *testing.T) {
+// fakeFree makes the store see free bytes of free space.
+func fakeFree(t *testing.T) *atomic.Int64 {
 	var free atomic.Int64
 	free.Store(1 << 40)
 	real := statfs
@@ -64,6 +64,12 @@ func TestSpaceLevelsRefuseInOrder(t *testing.T) {
 		return nil
 	}
 	t.Cleanup(func() { statfs = real })
+	return &free
+}
+
+// With free space faked, the levels refuse what they should, in order.
+func TestSpaceLevelsRefuseInOrder(t *testing.T) {
+	free := fakeFree(t)
 	cfg := spaceConfig(t.TempDir())
 	cfg.SpaceCheckInterval = time.Hour // no shedding in this test
 	s := open(t, cfg)
@@ -123,6 +129,52 @@ func TestSpaceLevelsRefuseInOrder(t *testing.T) {
 	}
 	waitFor(t, "the OnSpace hook called for each change", func() bool { return changes.Load() >= 4 })
 	t.Logf("levels %v", levels)
+}
+
+// Shedding takes every snapshot first, then the oldest detections, and
+// leaves events alone.
+func TestShedOrder(t *testing.T) {
+	free := fakeFree(t)
+	cfg := spaceConfig(t.TempDir())
+	cfg.SpaceCheckInterval = time.Hour // the test runs the rounds
+	s := open(t, cfg)
+	ctx := context.Background()
+	base := time.Unix(1700000000, 0)
+	for i := range 300 {
+		if _, err := s.Push(ctx, Message{Topic: "sightd/t/camera/c/snapshot", Payload: []byte{0xff, 0xd8, 0xff}, QoS: 1, Sheddable: true}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.Push(ctx, Message{Topic: "sightd/t/events", Payload: fmt.Appendf(nil, `{"i":%d}`, i), QoS: 1}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.AppendDetection(ctx, base.Add(time.Duration(i)*time.Second), fmt.Appendf(nil, `{"i":%d}`, i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	free.Store(5 << 20) // below the reserve
+	s.checkSpace(ctx)
+	if sp := s.Space(); sp.ShedSnapshots != 300 || sp.ShedDetections != 0 || s.Len() != 300 {
+		t.Fatalf("round 1: %+v, outbox %d; want the 300 snapshots shed, nothing else", sp, s.Len())
+	}
+	es, _ := s.Peek(ctx, 1000)
+	for _, e := range es {
+		if e.Sheddable {
+			t.Fatalf("a snapshot left: %+v", e)
+		}
+	}
+	s.checkSpace(ctx)
+	if sp := s.Space(); sp.ShedDetections != shedDetectionBatch || s.Len() != 300 {
+		t.Fatalf("round 2: %+v; want the %d oldest detections shed", sp, shedDetectionBatch)
+	}
+	dets, err := s.RecentDetections(ctx, 1000)
+	if err != nil || len(dets) != 300-shedDetectionBatch || !dets[len(dets)-1].At.Equal(base.Add(shedDetectionBatch*time.Second)) {
+		t.Fatalf("left: %d detections (%v), oldest %v", len(dets), err, dets[len(dets)-1].At)
+	}
+	free.Store(1 << 40)
+	s.checkSpace(ctx)
+	if n, _ := s.CountDetections(ctx); n != 300-shedDetectionBatch {
+		t.Fatalf("shed with space back: %d detections", n)
+	}
 }
 
 func err2refused(t *testing.T, err error) bool {
@@ -260,6 +312,10 @@ func TestDiskFullTmpfs(t *testing.T) {
 	if _, err := s.Push(ctx, Message{Topic: "sightd/t/camera/c/snapshot", Payload: payload, QoS: 1, Sheddable: true}); !errors.Is(err, ErrDiskFull) {
 		t.Fatalf("snapshot on a full disk: %v", err)
 	}
+	if _, err := s.Push(ctx, Message{Topic: "sightd/t/events", Payload: []byte(`{}`), QoS: 1}); err != nil {
+		t.Fatalf("an event after a degraded start (the reserve file gives room above the floor): %v", err)
+	}
+	okEvent++
 	es, err := s.Peek(ctx, 10)
 	if err != nil || len(es) != 10 {
 		t.Fatalf("reading the outbox when degraded: %d, %v", len(es), err)

@@ -59,7 +59,7 @@ type Store struct {
 	spaceDone chan struct{}
 
 	space   spaceState
-	onSpace func(SpaceLevel) // set before the watcher starts; see OnSpace
+	onSpace func(SpaceLevel) // see OnSpace; guarded by space.mu
 	// dropMu is held for writing while shedding drops keys (Badger refuses
 	// writes during DropPrefix) and for reading by every write.
 	dropMu sync.RWMutex
@@ -101,7 +101,7 @@ func Open(ctx context.Context, cfg Config, log zerolog.Logger) (*Store, error) {
 	}
 	if sp := s.Space(); sp.Level != SpaceOK {
 		log.Warn().Str("space", sp.Level.String()).Msg("store: opened degraded: " + sp.Reason())
-	} else if sp.Free >= cfg.reserve()+cfg.floor() {
+	} else if sp.Free >= cfg.reserve()+cfg.reserveFileSize() {
 		s.makeReserve()
 	}
 	gcCtx, cancel := context.WithCancel(ctx)

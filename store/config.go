@@ -59,7 +59,7 @@ func Defaults() Config {
 		GCInterval:       10 * time.Minute,
 		// A quarter of a small SD card's slack; the floor is 18 MiB.
 		ReserveMB:          64,
-		SpaceCheckInterval: 10 * time.Second,
+		SpaceCheckInterval: 2 * time.Second,
 	}
 }
 

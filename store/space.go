@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -28,10 +29,14 @@ import (
 //   - below the reserve (reserve_mb) free, snapshots (sheddable outbox
 //     messages) and the detection history are refused, and a watcher sheds
 //     them, snapshots first, then the oldest detections;
-//   - below the floor (2 x memtable_size + 2 MiB, the room Badger needs to
-//     flush its memtables and rewrite a table), every write is refused except
-//     deletes: the outbox is drained, nothing more is added;
-//   - a reserve file of floor + 1 MiB, allocated with fallocate while there is
+//   - below the floor, every write is refused except deletes: the outbox is
+//     drained, nothing more is added. The floor is the room Badger needs to
+//     flush its memtables (2 x memtable_size + 2 MiB) and to run one
+//     compaction, which writes its output before deleting its input: the
+//     size of the tables for a small store, at most 2 x memtable_size +
+//     24 MiB (measured: a start with 5 MiB free and 6 MiB of tables died in
+//     a compaction);
+//   - a reserve file of the floor and 1 MiB, allocated with fallocate while there is
 //     plenty of room, is deleted when free space falls below the floor (or
 //     at a start on a full disk), so that what Badger already holds can be
 //     flushed and the store opened, degraded, instead of crashing.
@@ -85,7 +90,7 @@ func (sp Space) Reason() string {
 	case SpaceLow:
 		what = fmt.Sprintf("below the reserve of %s: snapshots and detection history are not kept", mib(sp.Reserve))
 	default:
-		what = fmt.Sprintf("below the %s Badger needs to flush: only deletes are written", mib(sp.Floor))
+		what = fmt.Sprintf("below the %s Badger needs to flush and compact: only deletes are written", mib(sp.Floor))
 	}
 	return fmt.Sprintf("disk space low: %s free, %s; shed %d snapshots and %d detections, refused %d writes",
 		mib(sp.Free), what, sp.ShedSnapshots, sp.ShedDetections, sp.Refused)
@@ -120,10 +125,14 @@ func freeBytes(dir string) (int64, error) {
 // reservePath is the reserve file, beside the Badger directory.
 func (c Config) reservePath() string { return filepath.Clean(c.Dir) + ".reserve" }
 
-// reserveFileSize is the floor and 1 MiB: given back, it lifts a full disk
-// above the floor, so that events are queued again while snapshots and
-// detections are shed.
-func (c Config) reserveFileSize() int64 { return c.floor() + 1<<20 }
+// dropSpace is the free space shedding needs: a memtable flushed to a table
+// and the tables that hold the dropped keys rewritten.
+// (The memtable it flushes first is already on disk as its write-ahead
+// file, which is deleted once flushed.) The floor is 2 x memtable_size +
+// 1 MiB above it: what a flush after the last admitted write may take.
+func (s *Store) dropSpace() int64 {
+	return 1<<20 + min(s.lsm.Load(), s.cfg.compactionMax())
+}
 
 // Space reports the store's free space, thresholds and shedding counters,
 // checking the filesystem now.
@@ -133,7 +142,7 @@ func (s *Store) Space() Space {
 	}
 	return Space{
 		Level: SpaceLevel(s.space.level.Load()), Free: s.space.free.Load(),
-		Reserve: s.cfg.reserve(), Floor: s.cfg.floor(),
+		Reserve: s.reserve(), Floor: s.floor(),
 		ShedSnapshots: s.space.shedSnaps.Load(), ShedDetections: s.space.shedDets.Load(),
 		Refused: s.space.refused.Load(), ReserveFile: s.hasReserve(),
 	}
@@ -143,9 +152,9 @@ func (s *Store) Space() Space {
 func (s *Store) observe(free int64) SpaceLevel {
 	level := SpaceOK
 	switch {
-	case free < s.cfg.floor():
+	case free < s.floor():
 		level = SpaceFull
-	case free < s.cfg.reserve():
+	case free < s.reserve():
 		level = SpaceLow
 	}
 	s.space.free.Store(free)
@@ -163,7 +172,7 @@ func (s *Store) observe(free int64) SpaceLevel {
 		ev = s.log.Info()
 	}
 	ev.Str("space", level.String()).Str("was", old.String()).Int64("free_bytes", free).
-		Int64("reserve_bytes", s.cfg.reserve()).Int64("floor_bytes", s.cfg.floor()).
+		Int64("reserve_bytes", s.reserve()).Int64("floor_bytes", s.floor()).
 		Uint64("shed_snapshots", s.space.shedSnaps.Load()).Uint64("shed_detections", s.space.shedDets.Load()).
 		Msg(levelMessage(level))
 	if s.onSpace != nil {
@@ -195,6 +204,9 @@ const (
 
 // admit checks free space before a write of class c.
 func (s *Store) admit(c writeClass) error {
+	// The floor grows with the tables: read their size with every write
+	// (a directory of a few dozen files; sightd writes a few times a second).
+	s.lsm.Store(lsmBytes(s.cfg.Dir))
 	free, err := freeBytes(s.cfg.Dir)
 	if err != nil {
 		return nil // cannot tell: Badger's own error (or not) decides
@@ -203,10 +215,16 @@ func (s *Store) admit(c writeClass) error {
 	if level == SpaceOK || (level == SpaceLow && c == essential) {
 		return nil
 	}
+	if level == SpaceFull && s.hasReserve() {
+		// Do not wait for the watcher: Badger may be flushing right now.
+		if s.releaseReserve(free) >= s.floor() && c == essential {
+			return nil
+		}
+	}
 	s.space.refused.Add(1)
-	limit, what := s.cfg.reserve(), "reserve (store.reserve_mb)"
+	limit, what := s.reserve(), "reserve (store.reserve_mb)"
 	if c == essential {
-		limit, what = s.cfg.floor(), "floor (2 x memtable_size + 2 MiB)"
+		limit, what = s.floor(), "floor (room for Badger to flush and compact)"
 	}
 	return fmt.Errorf("%w: %s free on %s, below the %s of %s: %w", ErrDiskFull, mib(free), s.cfg.Dir, what, mib(limit), syscall.ENOSPC)
 }
@@ -245,18 +263,19 @@ func (s *Store) checkSpace(ctx context.Context) {
 		return
 	}
 	defer s.life.RUnlock()
+	s.lsm.Store(lsmBytes(s.cfg.Dir))
 	free, err := freeBytes(s.cfg.Dir)
 	if err != nil {
 		s.log.Warn().Err(err).Msg("free space unknown")
 		return
 	}
-	if free < s.cfg.floor() {
+	if free < s.floor() {
 		free = s.releaseReserve(free)
 	}
 	switch {
 	case s.observe(free) != SpaceOK:
 		err = s.shed(ctx)
-	case free >= s.cfg.reserve()+s.cfg.reserveFileSize():
+	case free >= s.reserve()+s.reserveSize()-s.reserveHeld():
 		s.makeReserve()
 	case !s.hasReserve():
 		// Above the reserve only thanks to the released reserve file:
@@ -293,19 +312,33 @@ func (s *Store) releaseReserve(free int64) int64 {
 	return after
 }
 
-// makeReserve allocates the reserve file (fallocate: blocks really taken,
-// not a sparse file) if it is missing.
+// reserveSize is the reserve file's size: the floor and 1 MiB, so that
+// given back it lifts a full disk above the floor, and a start on a full
+// disk has room to flush and compact.
+func (s *Store) reserveSize() int64 { return s.floor() + 1<<20 }
+
+// reserveHeld is the reserve file's allocated size, 0 if there is none.
+func (s *Store) reserveHeld() int64 {
+	var st unix.Stat_t
+	if unix.Stat(s.cfg.reservePath(), &st) != nil {
+		return 0
+	}
+	return st.Blocks * 512
+}
+
+// makeReserve allocates the reserve file, or grows it to reserveSize as the
+// tables grow (fallocate: blocks really taken, not a sparse file).
 func (s *Store) makeReserve() {
-	path := s.cfg.reservePath()
-	f, err := os.OpenFile(path, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
-	if errors.Is(err, fs.ErrExist) {
+	path, size := s.cfg.reservePath(), s.reserveSize()
+	if s.reserveHeld() >= size {
 		return
 	}
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY, 0o600)
 	if err != nil {
 		s.log.Warn().Err(err).Msg("store: reserve file not made")
 		return
 	}
-	err = unix.Fallocate(int(f.Fd()), 0, 0, s.cfg.reserveFileSize())
+	err = unix.Fallocate(int(f.Fd()), 0, 0, size)
 	if err == nil {
 		err = f.Sync()
 	}
@@ -319,7 +352,7 @@ func (s *Store) makeReserve() {
 		}
 		return
 	}
-	s.log.Debug().Str("file", path).Int64("bytes", s.cfg.reserveFileSize()).Msg("store: reserve file allocated")
+	s.log.Debug().Str("file", path).Int64("bytes", size).Msg("store: reserve file allocated")
 }
 
 // shedDetectionBatch is how many of the oldest detections one round sheds.
@@ -335,7 +368,39 @@ func (s *Store) shed(ctx context.Context) error {
 	if err != nil || n > 0 {
 		return err
 	}
-	_, err = s.shedDetections(ctx, shedDetectionBatch)
+	n, err = s.shedDetections(ctx, shedDetectionBatch)
+	if err != nil || n > 0 || SpaceLevel(s.space.level.Load()) != SpaceFull {
+		return err
+	}
+	// Below the floor with no snapshot or detection left: the outbox's
+	// oldest events go, counted as drops of a full outbox, so that new
+	// events can be queued again.
+	return s.shedEvents()
+}
+
+// shedEvents drops the oldest quarter of the outbox (at least 64 messages).
+func (s *Store) shedEvents() error {
+	ob := &s.ob
+	ob.mu.Lock()
+	defer ob.mu.Unlock()
+	n := min(len(ob.refs), max(64, len(ob.refs)/4))
+	if n == 0 {
+		return nil
+	}
+	keys := make([][]byte, n)
+	var bytes int64
+	for i, r := range ob.refs[:n] {
+		keys[i], bytes = outboxKey(r.seq), bytes+r.size
+	}
+	if err := s.drop(keys); err != nil {
+		return fmt.Errorf("store: shed outbox events: %w", err)
+	}
+	ob.refs, ob.bytes = ob.refs[n:], ob.bytes-bytes
+	ob.dropped += uint64(n)
+	counter := binary.BigEndian.AppendUint64(nil, ob.dropped)
+	err := s.update(func(tx *Tx) error { return tx.txn.Set(internalKey(outboxDroppedKey), counter) })
+	s.log.Warn().Int("messages", n).Int64("bytes", bytes).Uint64("dropped_total", ob.dropped).
+		Msg("store: disk full and nothing else to shed: the oldest outbox messages dropped")
 	return err
 }
 
@@ -393,8 +458,15 @@ func (s *Store) shedDetections(ctx context.Context, n int) (int, error) {
 // itself and longer keys, and no store key extends another of its table).
 // Writes wait while it runs: Badger refuses them during DropPrefix.
 func (s *Store) drop(keys [][]byte) error {
+	// DropPrefix flushes the memtable and rewrites tables before it frees
+	// anything; without room for that, Badger fails half-way (and its next
+	// DropPrefix dereferences the memtable it left behind).
+	if free, err := freeBytes(s.cfg.Dir); err == nil && free < s.dropSpace() {
+		return fmt.Errorf("%w: %s free, below the %s that shedding needs; waiting for space", ErrDiskFull, mib(free), mib(s.dropSpace()))
+	}
 	s.dropMu.Lock()
 	defer s.dropMu.Unlock()
+	defer func() { s.lsm.Store(lsmBytes(s.cfg.Dir)) }()
 	for len(keys) > 0 {
 		n := min(len(keys), maxDropsPerTxn)
 		if err := s.db.DropPrefix(keys[:n]...); err != nil {
@@ -405,10 +477,43 @@ func (s *Store) drop(keys [][]byte) error {
 	return nil
 }
 
+// compactionMax bounds what one Badger compaction writes before it deletes
+// its inputs: two level-0 tables and the base level (4 MiB), or a level-1
+// table (1 MiB) and the ten 2 MiB tables of level 2 it overlaps.
+func (c Config) compactionMax() int64 { return 2*c.MemTableSize + 24<<20 }
+
+// floor is the free space below which only deletes are written: room to
+// flush both memtables (Config.floor) and for one compaction, which for a
+// small store may rewrite all of its tables.
+func (s *Store) floor() int64 { return s.cfg.floor() + min(s.lsm.Load(), s.cfg.compactionMax()) }
+
+// reserve is store.reserve_mb, or if that is more, the floor and room for
+// two memtable flushes (a store that grew past what its reserve was set
+// for): between the two, snapshots and detections are shed before the
+// floor is reached.
+func (s *Store) reserve() int64 { return max(s.cfg.reserve(), s.floor()+s.cfg.floor()) }
+
+// lsmBytes is the size of the tables in dir.
+func lsmBytes(dir string) int64 {
+	var n int64
+	entries, _ := os.ReadDir(dir)
+	for _, e := range entries {
+		if !strings.HasSuffix(e.Name(), ".sst") {
+			continue
+		}
+		if info, err := e.Info(); err == nil {
+			n += info.Size()
+		}
+	}
+	return n
+}
+
 // openSpace is the free space Open needs: Badger replays the write-ahead
-// files of its memtables and flushes them into tables of about their size.
-func openSpace(dir string) int64 {
-	need := int64(1 << 20) // MANIFEST, a value-log header, the discard file
+// files of its memtables, flushes them into tables of about their size, and
+// may start a compaction at once (up to compactionMax).
+func (c Config) openSpace() int64 {
+	dir := c.Dir
+	need := int64(1<<20) + min(lsmBytes(dir), c.compactionMax()) // and the MANIFEST, a value-log header, the discard file
 	entries, _ := os.ReadDir(dir)
 	for _, e := range entries {
 		if !strings.HasSuffix(e.Name(), ".mem") {

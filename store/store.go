@@ -8,6 +8,7 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -59,6 +60,7 @@ type Store struct {
 	spaceDone chan struct{}
 
 	space   spaceState
+	lsm     atomic.Int64     // bytes of tables, as of the last space check
 	onSpace func(SpaceLevel) // see OnSpace; guarded by space.mu
 	// dropMu is held for writing while shedding drops keys (Badger refuses
 	// writes during DropPrefix) and for reading by every write.
@@ -101,7 +103,7 @@ func Open(ctx context.Context, cfg Config, log zerolog.Logger) (*Store, error) {
 	}
 	if sp := s.Space(); sp.Level != SpaceOK {
 		log.Warn().Str("space", sp.Level.String()).Msg("store: opened degraded: " + sp.Reason())
-	} else if sp.Free >= cfg.reserve()+cfg.reserveFileSize() {
+	} else if sp.Free >= s.reserve()+s.reserveSize() {
 		s.makeReserve()
 	}
 	gcCtx, cancel := context.WithCancel(ctx)
@@ -119,11 +121,13 @@ func (s *Store) roomToOpen() error {
 	if err != nil {
 		return nil
 	}
-	if free < s.cfg.floor() {
+	s.lsm.Store(lsmBytes(s.cfg.Dir))
+	need := s.cfg.openSpace()
+	if free < max(need, s.floor()) {
 		free = s.releaseReserve(free)
 	}
-	if need := openSpace(s.cfg.Dir); free < need {
-		return fmt.Errorf("%w: %s free on %s, and Badger needs %s to open (to replay and flush its memtables): free some space there: %w",
+	if free < need {
+		return fmt.Errorf("%w: %s free on %s, and Badger needs %s to open (to replay and flush its memtables, and compact): free some space there: %w",
 			ErrDiskFull, mib(free), s.cfg.Dir, mib(need), syscall.ENOSPC)
 	}
 	return nil

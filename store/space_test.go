@@ -369,3 +369,35 @@ func TestDiskFullTmpfs(t *testing.T) {
 		t.Fatalf("space back: %+v", sp)
 	}
 }
+
+// Close while the watcher checks (here: sheds, every 10 ms) returns: it once
+// waited for the watcher while holding the lock the watcher needed.
+func TestCloseWhileWatching(t *testing.T) {
+	free := fakeFree(t)
+	cfg := spaceConfig(t.TempDir())
+	cfg.SpaceCheckInterval = 10 * time.Millisecond
+	ctx := context.Background()
+	for i := range 20 {
+		free.Store(1 << 40)
+		s, err := Open(ctx, cfg, testLogger(t))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for j := range 50 {
+			s.Push(ctx, Message{Topic: "sightd/t/camera/c/snapshot", Payload: []byte{0xff, 0xd8, 0xff}, QoS: 1, Sheddable: true})
+			s.AppendDetection(ctx, time.Now(), fmt.Appendf(nil, `{"j":%d}`, j))
+		}
+		free.Store(5 << 20) // below the reserve: every check sheds
+		time.Sleep(time.Duration(i%4) * 5 * time.Millisecond)
+		done := make(chan error, 1)
+		go func() { done <- s.Close() }()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Fatal(err)
+			}
+		case <-time.After(time.Minute):
+			t.Fatalf("cycle %d: Close hung", i)
+		}
+	}
+}

@@ -55,6 +55,7 @@ type Store struct {
 
 	modelMu sync.Mutex // serialises read-modify-write of the model versions
 
+	stopOnce  sync.Once
 	stopGC    context.CancelFunc
 	gcDone    chan struct{}
 	spaceDone chan struct{}
@@ -198,15 +199,20 @@ func (s *Store) init() error {
 // Close stops garbage collection, waits for operations in flight and closes
 // the database. It is safe to call more than once.
 func (s *Store) Close() error {
+	// The background loops stop first: the space watcher enters like an
+	// operation (life.RLock), so waiting for it under life.Lock would
+	// deadlock with a check in progress.
+	s.stopOnce.Do(func() {
+		s.stopGC()
+		<-s.gcDone
+		<-s.spaceDone
+	})
 	s.life.Lock()
 	defer s.life.Unlock()
 	if s.closed {
 		return nil
 	}
 	s.closed = true
-	s.stopGC()
-	<-s.gcDone
-	<-s.spaceDone
 	// Releasing a sequence returns its unused lease, so a clean restart has no gap.
 	err := errors.Join(s.outboxSeq.Release(), s.detectSeq.Release())
 	if cerr := s.db.Close(); cerr != nil {

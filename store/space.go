@@ -36,10 +36,14 @@ import (
 //     size of the tables for a small store, at most 2 x memtable_size +
 //     24 MiB (measured: a start with 5 MiB free and 6 MiB of tables died in
 //     a compaction);
-//   - a reserve file of the floor and 1 MiB, allocated with fallocate while there is
-//     plenty of room, is deleted when free space falls below the floor (or
-//     at a start on a full disk), so that what Badger already holds can be
-//     flushed and the store opened, degraded, instead of crashing.
+//   - a reserve file of the floor and 1 MiB, allocated with fallocate while
+//     there is plenty of room, is deleted when free space falls below the
+//     floor (or at a start on a full disk), so that what Badger already
+//     holds can be flushed and compacted and the store opened, degraded,
+//     instead of crashing.
+//
+// A program that takes the very last bytes while Badger flushes or compacts
+// can still cause a SIGBUS: no check before a write prevents that.
 
 // ErrDiskFull: the store's filesystem has too little free space for a write;
 // it also matches syscall.ENOSPC.
@@ -282,7 +286,11 @@ func (s *Store) checkSpace(ctx context.Context) {
 		// snapshots (not detections) go until it can be made again.
 		_, err = s.shedSnapshots()
 	}
-	if err != nil {
+	switch {
+	case errors.Is(err, ErrDiskFull):
+		// Waiting for the room shedding needs: the change of level was logged.
+		s.log.Debug().Err(err).Msg("store: shedding")
+	case err != nil:
 		s.log.Warn().Err(err).Msg("store: shedding")
 	}
 }

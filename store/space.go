@@ -161,8 +161,20 @@ func (s *Store) observe(free int64) SpaceLevel {
 	case free < s.reserve():
 		level = SpaceLow
 	}
+	// Going back up takes a memtable's worth above the threshold: a flush
+	// or compaction near it would otherwise flip the level (and log it,
+	// and publish it) back and forth.
+	cur, up := SpaceLevel(s.space.level.Load()), s.cfg.MemTableSize
+	if level < cur {
+		switch {
+		case cur == SpaceFull && free < s.floor()+up:
+			level = SpaceFull
+		case level == SpaceOK && free < s.reserve()+up:
+			level = SpaceLow
+		}
+	}
 	s.space.free.Store(free)
-	if SpaceLevel(s.space.level.Load()) == level {
+	if cur == level {
 		return level
 	}
 	s.space.mu.Lock()

@@ -94,6 +94,9 @@ func TestSpaceLevelsRefuseInOrder(t *testing.T) {
 		{64 << 20, SpaceOK, false, false, false, false},
 		{5 << 20, SpaceLow, true, false, true, false},
 		{3 << 20, SpaceFull, true, true, true, true},
+		// Back up only a memtable (1 MiB) above the floor (4 MiB here).
+		{4<<20 + 512<<10, SpaceFull, true, true, true, true},
+		{5<<20 + 512<<10, SpaceLow, true, false, true, false},
 		{64 << 20, SpaceOK, false, false, false, false},
 	} {
 		free.Store(tc.free)
@@ -127,7 +130,7 @@ func TestSpaceLevelsRefuseInOrder(t *testing.T) {
 	if sp := s.Space(); sp.Refused == 0 {
 		t.Errorf("refused writes not counted: %+v", sp)
 	}
-	waitFor(t, "the OnSpace hook called for each change", func() bool { return changes.Load() >= 4 })
+	waitFor(t, "the OnSpace hook called for each change", func() bool { return changes.Load() >= 5 })
 	t.Logf("levels %v", levels)
 }
 

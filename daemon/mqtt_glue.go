@@ -55,6 +55,7 @@ func (d *daemon) announce(ctx context.Context) {
 	if m, err := mqtt.ModelStateMessage(dev, mqtt.ModelState{Title: man.Name, Installed: man.Version}); err == nil {
 		d.mqtt.Push(ctx, m)
 	}
+	d.publishStoreState(ctx)
 	list, err := mqttRules{d}.List(ctx)
 	if err != nil {
 		return

@@ -254,10 +254,17 @@ func (d *daemon) openModel(ctx context.Context) error {
 	// Rules in the file are saved (replacing their stored version); rules
 	// added at run time stay.
 	for _, r := range d.cfg.Rules {
-		if err := d.mgr.Put(ctx, r); err != nil {
+		d.fileRules = append(d.fileRules, r.ID)
+		err := d.mgr.Put(ctx, r)
+		if errors.Is(err, store.ErrDiskFull) {
+			// A start on a full disk runs degraded: the rule's stored
+			// version, if any, serves.
+			d.log.Warn().Err(err).Str("rule", r.ID).Msg("rule from the file not saved: the disk is full; its stored version serves")
+			continue
+		}
+		if err != nil {
 			return fmt.Errorf("rule %s: %w", r.ID, err)
 		}
-		d.fileRules = append(d.fileRules, r.ID)
 	}
 	return nil
 }
@@ -288,6 +295,7 @@ func (d *daemon) open(ctx context.Context) error {
 	if err := d.openMQTT(); err != nil {
 		return err
 	}
+	d.watchSpace()
 	d.metrics.AddGauge("sightd_outbox_messages", "Messages waiting for MQTT.", func() float64 { return float64(d.st.Len()) })
 	d.metrics.AddGauge("sightd_mqtt_connected", "1 while connected to the MQTT broker.", func() float64 {
 		if d.mqtt != nil && d.mqtt.Health().Connected {
@@ -410,12 +418,7 @@ func (d *daemon) health(ctx context.Context) []api.Check {
 	man := d.model.manifest()
 	d.rulesMu.Unlock()
 	checks = append(checks, api.Check{Name: "encoder", OK: true, Detail: fmt.Sprintf("%s v%d (passed its self-test)", man.Name, man.Version)})
-	_, _, err := d.st.ModelVersions(ctx)
-	sc := api.Check{Name: "store", OK: err == nil}
-	if err != nil {
-		sc.Detail = err.Error()
-	}
-	checks = append(checks, sc)
+	checks = append(checks, d.storeCheck(ctx))
 	if d.mqtt != nil {
 		h := d.mqtt.Health()
 		mc := api.Check{Name: "mqtt", OK: h.Connected, Detail: fmt.Sprintf("%d queued", h.Outbox)}
@@ -515,7 +518,9 @@ func (s *sink) Event(ctx context.Context, e pipeline.Event) error {
 	d := s.d
 	det := e.Detection
 	d.metrics.Detections.WithLabelValues(det.Rule, det.Camera).Inc()
-	if err := rules.Record(ctx, d.st, det); err != nil {
+	// The detection history is the first thing a full disk refuses: the
+	// event still goes out (the store logs and counts the refusal).
+	if err := rules.Record(ctx, d.st, det); err != nil && !errors.Is(err, store.ErrDiskFull) {
 		return err
 	}
 	if d.mqtt == nil {
@@ -537,6 +542,9 @@ func (s *sink) Event(ctx context.Context, e pipeline.Event) error {
 			return err
 		}
 		if err := d.mqtt.Push(ctx, m); err != nil {
+			if m.Sheddable && errors.Is(err, store.ErrDiskFull) {
+				continue // a snapshot refused for lack of space: counted and logged by the store
+			}
 			return err
 		}
 	}

@@ -57,10 +57,12 @@ func validScale(scale float32) error {
 }
 
 // outboxEntry: [1][flags][created unix nanos int64 LE][topic length uvarint][topic][payload].
-// flags: bits 0-1 QoS, bit 2 retained.
+// flags: bits 0-1 QoS, bit 2 retained, bit 3 sheddable (dropped first when
+// the disk runs low; see Message.Sheddable).
 const (
-	flagQoS      = 0b011
-	flagRetained = 0b100
+	flagQoS       = 0b0011
+	flagRetained  = 0b0100
+	flagSheddable = 0b1000
 	// maxOutboxOverhead is the largest encoding size beyond the payload.
 	maxOutboxOverhead = 1 + 1 + 8 + 2 + MaxTopicLen
 )
@@ -70,6 +72,9 @@ func encodeOutbox(m Message) []byte {
 	flags := m.QoS & flagQoS
 	if m.Retained {
 		flags |= flagRetained
+	}
+	if m.Sheddable {
+		flags |= flagSheddable
 	}
 	b = append(b, recordV1, flags)
 	b = binary.LittleEndian.AppendUint64(b, uint64(m.Created.UnixNano()))
@@ -83,7 +88,7 @@ func decodeOutbox(b []byte) (Message, error) {
 		return Message{}, fmt.Errorf("outbox entry: %w (%d bytes, format %d)", errRecord, len(b), first(b))
 	}
 	flags := b[1]
-	if flags&^(flagQoS|flagRetained) != 0 || flags&flagQoS > 2 {
+	if flags&^(flagQoS|flagRetained|flagSheddable) != 0 || flags&flagQoS > 2 {
 		return Message{}, fmt.Errorf("outbox entry: %w: flags %#x", errRecord, flags)
 	}
 	created := int64(binary.LittleEndian.Uint64(b[2:10]))
@@ -93,11 +98,12 @@ func decodeOutbox(b []byte) (Message, error) {
 	}
 	rest := b[10+w:]
 	m := Message{
-		Topic:    string(rest[:n]),
-		Payload:  append([]byte(nil), rest[n:]...),
-		QoS:      flags & flagQoS,
-		Retained: flags&flagRetained != 0,
-		Created:  time.Unix(0, created).UTC(),
+		Topic:     string(rest[:n]),
+		Payload:   append([]byte(nil), rest[n:]...),
+		QoS:       flags & flagQoS,
+		Retained:  flags&flagRetained != 0,
+		Sheddable: flags&flagSheddable != 0,
+		Created:   time.Unix(0, created).UTC(),
 	}
 	if err := m.validate(math.MaxInt); err != nil {
 		return Message{}, fmt.Errorf("outbox entry: %w: %v", errRecord, err)

@@ -32,7 +32,19 @@ type Config struct {
 	ValueLogFileSize int64 `yaml:"value_log_file_size"`
 	// GCInterval is how often value-log garbage collection runs.
 	GCInterval time.Duration `yaml:"gc_interval"`
+	// ReserveMB is the free space (MiB) kept on the store's filesystem:
+	// below it, snapshots and detection history are refused and shed. It
+	// must be at least the floor, 2 x memtable_size + 2 MiB, below which
+	// every write but deletes is refused.
+	ReserveMB int64 `yaml:"reserve_mb"`
+	// SpaceCheckInterval is how often free space is checked for shedding
+	// (writes check it themselves).
+	SpaceCheckInterval time.Duration `yaml:"space_check_interval"`
 }
+
+// reserve and floor are the free-space thresholds in bytes (see ReserveMB).
+func (c Config) reserve() int64 { return c.ReserveMB << 20 }
+func (c Config) floor() int64   { return 2*c.MemTableSize + 2<<20 }
 
 // Defaults returns the settings for a Raspberry Pi class board.
 func Defaults() Config {
@@ -45,6 +57,9 @@ func Defaults() Config {
 		MemTableSize:     8 << 20,
 		ValueLogFileSize: 16 << 20,
 		GCInterval:       10 * time.Minute,
+		// A quarter of a small SD card's slack; the floor is 18 MiB.
+		ReserveMB:          64,
+		SpaceCheckInterval: 2 * time.Second,
 	}
 }
 
@@ -82,6 +97,13 @@ func (c Config) Validate() error {
 	}
 	if c.GCInterval < time.Second {
 		bad("gc_interval", "%v is below 1s", c.GCInterval)
+	}
+	if c.ReserveMB < 0 || c.ReserveMB > 1<<20 || c.reserve() < c.floor() {
+		bad("reserve_mb", "%d is below %d MiB, the room Badger needs to flush its memtables (2 x memtable_size + 2 MiB), or above 1 TiB",
+			c.ReserveMB, (c.floor()+1<<20-1)>>20)
+	}
+	if c.SpaceCheckInterval < 10*time.Millisecond {
+		bad("space_check_interval", "%v is below 10ms", c.SpaceCheckInterval)
 	}
 	return errors.Join(errs...)
 }

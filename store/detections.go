@@ -33,7 +33,13 @@ func (s *Store) AppendDetection(ctx context.Context, at time.Time, data []byte) 
 		return "", err
 	}
 	defer s.life.RUnlock()
+	if err := s.admit(bulk); err != nil {
+		s.logRefused(err, "detection")
+		return "", err
+	}
+	s.dropMu.RLock()
 	seq, err := s.detectSeq.Next()
+	s.dropMu.RUnlock()
 	if err != nil {
 		return "", fmt.Errorf("store: detection sequence: %w", err)
 	}

@@ -13,6 +13,7 @@ import (
 func FuzzDecodeOutbox(f *testing.F) {
 	f.Add(encodeOutbox(Message{Topic: "sightd/porch/events", Payload: []byte(`{"rule":"car"}`), QoS: 1, Created: time.Unix(1700000000, 5)}))
 	f.Add(encodeOutbox(Message{Topic: "t", Retained: true, QoS: 2}))
+	f.Add(encodeOutbox(Message{Topic: "sightd/porch/camera/front/snapshot", Payload: []byte{0xff, 0xd8, 0xff}, QoS: 1, Retained: true, Sheddable: true}))
 	f.Add([]byte{})
 	f.Fuzz(func(t *testing.T, b []byte) {
 		m, err := decodeOutbox(b)

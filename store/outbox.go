@@ -19,6 +19,9 @@ type Message struct {
 	Payload  []byte
 	QoS      byte
 	Retained bool
+	// Sheddable marks a message the store may drop, and refuses, first when
+	// the disk runs low (a snapshot: the next one replaces it anyway).
+	Sheddable bool
 	// Created is set by Push.
 	Created time.Time
 }
@@ -44,6 +47,7 @@ type outboxState struct {
 type outboxRef struct {
 	seq  uint64
 	size int64
+	shed bool // Message.Sheddable
 }
 
 const outboxDroppedKey = "outbox/dropped"
@@ -72,10 +76,14 @@ func (s *Store) loadOutbox() error {
 				return fmt.Errorf("%w: outbox key %x", ErrCorrupt, k)
 			}
 			var size int64
-			if err := it.Item().Value(func(b []byte) error { size = int64(len(b)); return nil }); err != nil {
+			var shed bool
+			if err := it.Item().Value(func(b []byte) error {
+				size, shed = int64(len(b)), len(b) > 1 && b[1]&flagSheddable != 0
+				return nil
+			}); err != nil {
 				return fmt.Errorf("store: outbox: %w", err)
 			}
-			ob.refs = append(ob.refs, outboxRef{seq: binary.BigEndian.Uint64(k[1:]), size: size})
+			ob.refs = append(ob.refs, outboxRef{seq: binary.BigEndian.Uint64(k[1:]), size: size, shed: shed})
 			ob.bytes += size
 		}
 		return nil
@@ -95,6 +103,14 @@ func (s *Store) Push(ctx context.Context, m Message) (uint64, error) {
 		return 0, err
 	}
 	defer s.life.RUnlock()
+	class := essential
+	if m.Sheddable {
+		class = bulk
+	}
+	if err := s.admit(class); err != nil {
+		s.logRefused(err, "outbox "+m.Topic)
+		return 0, err
+	}
 	m.Created = time.Now()
 	val := encodeOutbox(m)
 	size := int64(len(val))
@@ -102,7 +118,9 @@ func (s *Store) Push(ctx context.Context, m Message) (uint64, error) {
 	ob := &s.ob
 	ob.mu.Lock()
 	defer ob.mu.Unlock()
+	s.dropMu.RLock()
 	seq, err := s.outboxSeq.Next()
+	s.dropMu.RUnlock()
 	if err != nil {
 		return 0, fmt.Errorf("store: outbox sequence: %w", err)
 	}
@@ -128,7 +146,7 @@ func (s *Store) Push(ctx context.Context, m Message) (uint64, error) {
 	if err := s.dropOldest(drop, func(tx *Tx) error { return tx.txn.Set(outboxKey(seq), val) }); err != nil {
 		return 0, err
 	}
-	ob.refs = append(ob.refs, outboxRef{seq: seq, size: size})
+	ob.refs = append(ob.refs, outboxRef{seq: seq, size: size, shed: m.Sheddable})
 	ob.bytes += size
 	return seq, nil
 }

@@ -32,10 +32,16 @@ func (s *Store) Update(ctx context.Context, fn func(tx *Tx) error) error {
 		return err
 	}
 	defer s.life.RUnlock()
+	if err := s.admit(essential); err != nil {
+		s.logRefused(err, "update")
+		return err
+	}
 	return s.update(fn)
 }
 
 func (s *Store) update(fn func(tx *Tx) error) error {
+	s.dropMu.RLock()
+	defer s.dropMu.RUnlock()
 	var err error
 	for range maxConflictRetries {
 		err = s.db.Update(func(txn *badger.Txn) error { return fn(&Tx{txn: txn}) })

@@ -8,6 +8,7 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -54,8 +55,17 @@ type Store struct {
 
 	modelMu sync.Mutex // serialises read-modify-write of the model versions
 
-	stopGC context.CancelFunc
-	gcDone chan struct{}
+	stopOnce  sync.Once
+	stopGC    context.CancelFunc
+	gcDone    chan struct{}
+	spaceDone chan struct{}
+
+	space   spaceState
+	lsm     atomic.Int64     // bytes of tables, as of the last space check
+	onSpace func(SpaceLevel) // see OnSpace; guarded by space.mu
+	// dropMu is held for writing while shedding drops keys (Badger refuses
+	// writes during DropPrefix) and for reading by every write.
+	dropMu sync.RWMutex
 }
 
 // Open opens (or creates) the store in cfg.Dir. ctx bounds the background
@@ -79,19 +89,49 @@ func Open(ctx context.Context, cfg Config, log zerolog.Logger) (*Store, error) {
 	if err := precheck(opts); err != nil {
 		return nil, err
 	}
+	s := &Store{cfg: cfg, log: log}
+	if err := s.roomToOpen(); err != nil {
+		return nil, err
+	}
 	db, err := openBadger(opts)
 	if err != nil {
 		return nil, classifyOpenError(cfg.Dir, err)
 	}
-	s := &Store{cfg: cfg, db: db, log: log}
+	s.db = db
 	if err := s.init(); err != nil {
 		_ = db.Close()
 		return nil, err
 	}
+	if sp := s.Space(); sp.Level != SpaceOK {
+		log.Warn().Str("space", sp.Level.String()).Msg("store: opened degraded: " + sp.Reason())
+	} else if sp.Free >= s.reserve()+s.reserveSize() {
+		s.makeReserve()
+	}
 	gcCtx, cancel := context.WithCancel(ctx)
-	s.stopGC, s.gcDone = cancel, make(chan struct{})
+	s.stopGC, s.gcDone, s.spaceDone = cancel, make(chan struct{}), make(chan struct{})
 	go s.gcLoop(gcCtx)
+	go s.spaceLoop(gcCtx)
 	return s, nil
+}
+
+// roomToOpen makes sure Badger can open without touching a page the disk
+// cannot back: it releases the reserve file if space is short, and refuses
+// with ErrDiskFull (naming what is needed) rather than let Badger crash.
+func (s *Store) roomToOpen() error {
+	free, err := freeBytes(s.cfg.Dir)
+	if err != nil {
+		return nil
+	}
+	s.lsm.Store(lsmBytes(s.cfg.Dir))
+	need := s.cfg.openSpace()
+	if free < max(need, s.floor()) {
+		free = s.releaseReserve(free)
+	}
+	if free < need {
+		return fmt.Errorf("%w: %s free on %s, and Badger needs %s to open (to replay and flush its memtables, and compact): free some space there: %w",
+			ErrDiskFull, mib(free), s.cfg.Dir, mib(need), syscall.ENOSPC)
+	}
+	return nil
 }
 
 // openBadger turns a panic inside badger.Open (it panics on some malformed
@@ -159,14 +199,20 @@ func (s *Store) init() error {
 // Close stops garbage collection, waits for operations in flight and closes
 // the database. It is safe to call more than once.
 func (s *Store) Close() error {
+	// The background loops stop first: the space watcher enters like an
+	// operation (life.RLock), so waiting for it under life.Lock would
+	// deadlock with a check in progress.
+	s.stopOnce.Do(func() {
+		s.stopGC()
+		<-s.gcDone
+		<-s.spaceDone
+	})
 	s.life.Lock()
 	defer s.life.Unlock()
 	if s.closed {
 		return nil
 	}
 	s.closed = true
-	s.stopGC()
-	<-s.gcDone
 	// Releasing a sequence returns its unused lease, so a clean restart has no gap.
 	err := errors.Join(s.outboxSeq.Release(), s.detectSeq.Release())
 	if cerr := s.db.Close(); cerr != nil {

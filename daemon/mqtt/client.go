@@ -256,6 +256,19 @@ func (c *Client) Push(ctx context.Context, m store.Message) error {
 	return nil
 }
 
+// PublishNow sends m at once, bypassing the outbox, if connected, and
+// reports whether it went out (QoS 1, acknowledged within connect_timeout).
+// For a small state that cannot wait in the outbox: the store's own "disk
+// full" when the store refuses to queue it.
+func (c *Client) PublishNow(m store.Message) bool {
+	pc := c.client()
+	if pc == nil {
+		return false
+	}
+	tok := pc.Publish(m.Topic, m.QoS, m.Retained, m.Payload)
+	return tok.WaitTimeout(c.cfg.ConnectTimeout) && tok.Error() == nil
+}
+
 // Nudge wakes the drain: something was pushed to the outbox.
 func (c *Client) Nudge() {
 	select {

@@ -44,6 +44,9 @@ func (t Topics) ModelState() string { return t.Base + "/model/state" }
 // rolled_back, failed with the reason.
 func (t Topics) ModelEvent() string { return t.Base + "/model/event" }
 
+// StoreState carries the store's disk space state (JSON); retained.
+func (t Topics) StoreState() string { return t.Base + "/store/state" }
+
 // Command topics; each is answered on the same topic + "/reply".
 func (t Topics) RuleSet() string      { return t.Base + "/rule/set" }
 func (t Topics) RuleDelete() string   { return t.Base + "/rule/delete" }
@@ -141,7 +144,9 @@ func SnapshotMessage(device, camera string, jpeg []byte) (store.Message, error) 
 	if !bytes.HasPrefix(jpeg, []byte{0xFF, 0xD8, 0xFF}) {
 		return store.Message{}, fmt.Errorf("mqtt: snapshot of camera %s is not a JPEG", camera)
 	}
-	return store.Message{Topic: NewTopics(device).Snapshot(camera), Payload: jpeg, QoS: 1, Retained: true}, nil
+	// Sheddable: the first thing the store drops when the disk runs low
+	// (the next snapshot replaces it anyway).
+	return store.Message{Topic: NewTopics(device).Snapshot(camera), Payload: jpeg, QoS: 1, Retained: true, Sheddable: true}, nil
 }
 
 // CameraStatusMessage publishes whether a camera delivers frames (retained);
@@ -236,4 +241,32 @@ func ModelEventMessage(device string, e ModelEvent) (store.Message, error) {
 // clearMessage removes a retained message (an empty retained payload).
 func clearMessage(topic string) store.Message {
 	return store.Message{Topic: topic, QoS: 1, Retained: true}
+}
+
+// StoreState is the store's disk space, as store/state publishes it.
+type StoreState struct {
+	Space          string `json:"space"` // ok, low (below the reserve), full (below the floor)
+	FreeBytes      int64  `json:"free_bytes"`
+	ReserveBytes   int64  `json:"reserve_bytes"`
+	ShedSnapshots  uint64 `json:"shed_snapshots"`
+	ShedDetections uint64 `json:"shed_detections"`
+	RefusedWrites  uint64 `json:"refused_writes"`
+	Reason         string `json:"reason,omitempty"`
+}
+
+// StoreStateMessage publishes the store's disk space state (retained).
+func StoreStateMessage(device string, s StoreState) (store.Message, error) {
+	if err := checkIDs(device); err != nil {
+		return store.Message{}, err
+	}
+	switch s.Space {
+	case "ok", "low", "full":
+	default:
+		return store.Message{}, fmt.Errorf("mqtt: store space %q is not ok, low or full", s.Space)
+	}
+	b, err := json.Marshal(s)
+	if err != nil {
+		return store.Message{}, err
+	}
+	return store.Message{Topic: NewTopics(device).StoreState(), Payload: b, QoS: 1, Retained: true}, nil
 }

@@ -37,6 +37,9 @@ func TestMessages(t *testing.T) {
 		{"model updating", func() (store.Message, error) {
 			return ModelStateMessage("dev", ModelState{Installed: 3, Latest: 4, InProgress: true, Progress: 40})
 		}, "sightd/dev/model/state", true, `{"installed_version":"3","latest_version":"4","in_progress":true,"update_percentage":40}`},
+		{"store low", func() (store.Message, error) {
+			return StoreStateMessage("dev", StoreState{Space: "low", FreeBytes: 5 << 20, ReserveBytes: 64 << 20, ShedSnapshots: 3, Reason: "disk space low"})
+		}, "sightd/dev/store/state", true, `{"space":"low","free_bytes":5242880,"reserve_bytes":67108864,"shed_snapshots":3,"shed_detections":0,"refused_writes":0,"reason":"disk space low"}`},
 		{"model update failed", func() (store.Message, error) {
 			return ModelEventMessage("dev", ModelEvent{Kind: "failed", Version: 4, Step: "verify", Reason: "bad signature",
 				Time: time.Date(2026, 5, 1, 12, 0, 0, 0, time.UTC)})
@@ -45,6 +48,9 @@ func TestMessages(t *testing.T) {
 		m, err := tc.make()
 		if err != nil {
 			t.Fatalf("%s: %v", tc.name, err)
+		}
+		if m.Sheddable != (tc.name == "snapshot") {
+			t.Errorf("%s: sheddable %v: only snapshots are", tc.name, m.Sheddable)
 		}
 		if m.Topic != tc.topic || m.Retained != tc.retained || m.QoS != 1 || tc.payload != "" && string(m.Payload) != tc.payload {
 			t.Errorf("%s: %s retained=%v qos=%d %.200q", tc.name, m.Topic, m.Retained, m.QoS, m.Payload)
@@ -63,6 +69,7 @@ func TestMessagesRefuse(t *testing.T) {
 		"detection with NaN":    func() error { d := det; d.Raw = math.NaN(); _, err := EventMessage("dev", d); return err },
 		"progress out of range": func() error { _, err := ModelStateMessage("dev", ModelState{Progress: 101}); return err },
 		"unknown model event":   func() error { _, err := ModelEventMessage("dev", ModelEvent{Kind: "exploded"}); return err },
+		"unknown store space":   func() error { _, err := StoreStateMessage("dev", StoreState{Space: "meh"}); return err },
 	} {
 		if f() == nil {
 			t.Errorf("%s: accepted", name)

@@ -417,3 +417,43 @@ test-deb: build deps-deb
 	d=$$(mktemp -d); trap 'rm -rf "$$d"' EXIT; \
 	$(DEB_BUILD) "$$d"; \
 	systemd/debian/test-deb.sh "$$d"/sightd_*_$(ARCH).deb
+
+# ---- model export toolchain (quant/export, Python) --------------------------
+# make export-deps   .venv/ at the repository root with the hash-locked export
+#                    toolchain (torch, litert-torch, open_clip, ...; no TensorFlow)
+#                    and .venv/bin/sightd-export. About 4.4 GB: torch from PyPI is
+#                    a CUDA build whose libtorch links the nvidia-* runtime wheels
+#                    even on a CPU-only machine. Off the path of build/run.
+# make test-export   the toolchain's tests: parity of exported bundles through
+#                    bin/sightd against open_clip's PyTorch output
+# make bench-export  full-size ViT-B-32 and MobileCLIP2-S0 (random weights),
+#                    float32 and int8: parity, sizes, conversion, sightd bench
+# The lock files come from requirements*.in by `make export-lock` (pip-tools).
+# Everything is installed with --no-deps from the locks: the locks hold the
+# whole closure except triton (torch's GPU compiler, unused on a CPU).
+EXPORT_DIR      := quant/export
+EXPORT_VENV     := $(CURDIR)/.venv
+EXPORT_LOCKS    := $(EXPORT_DIR)/requirements.lock $(EXPORT_DIR)/requirements-dev.lock
+EXPORT_PYTHON   ?= python3
+EXPORT_STAMP     = $(EXPORT_VENV)/.stamp-$(shell cat $(EXPORT_LOCKS) $(EXPORT_DIR)/pyproject.toml | sha256sum | cut -c1-16)
+
+.PHONY: export-deps export-lock test-export bench-export
+
+export-deps:
+	@stamp="$(EXPORT_STAMP)"; if [ -f "$$stamp" ]; then echo "export-deps: $(EXPORT_VENV) up to date"; exit 0; fi; \
+	start=$$(date +%s); \
+	rm -rf "$(EXPORT_VENV)"; \
+	$(EXPORT_PYTHON) -m venv "$(EXPORT_VENV)"; \
+	"$(EXPORT_VENV)/bin/pip" install -q --disable-pip-version-check --no-deps --require-hashes \
+	  $(addprefix -r ,$(EXPORT_LOCKS)); \
+	"$(EXPORT_VENV)/bin/pip" install -q --disable-pip-version-check --no-deps --no-build-isolation -e "$(EXPORT_DIR)"; \
+	"$(EXPORT_VENV)/bin/python" -c "import torch, open_clip, litert_torch, ai_edge_quantizer, ai_edge_litert" ; \
+	touch "$$stamp"; \
+	echo "export-deps: installed in $$(( $$(date +%s) - start ))s, $$(du -sh "$(EXPORT_VENV)" | cut -f1) in $(EXPORT_VENV)"
+
+export-lock:
+	$(EXPORT_PYTHON) -m venv /tmp/sightd-piptools && /tmp/sightd-piptools/bin/pip install -q pip-tools
+	cd $(EXPORT_DIR) && /tmp/sightd-piptools/bin/pip-compile -q --generate-hashes --no-header --strip-extras \
+	  --unsafe-package triton -o requirements.lock requirements.in
+	cd $(EXPORT_DIR) && /tmp/sightd-piptools/bin/pip-compile -q --generate-hashes --no-header --strip-extras \
+	  -o requirements-dev.lock requirements-dev.in

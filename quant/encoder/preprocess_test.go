@@ -202,3 +202,60 @@ func BenchmarkPreprocess720p(b *testing.B) {
 		}
 	}
 }
+
+// A preprocessor left at the default interpolation antialiases when it
+// shrinks, as PIL's bicubic resize (CLIP's training preprocessing) does:
+// fine one-pixel stripes shrunk 3.1x average out to grey, where bilinear
+// sampling picks stripes and aliases them into a coarse pattern. Enlarging
+// still interpolates (no blocky area upscale).
+func TestPreprocessAntialiasesWhenShrinking(t *testing.T) {
+	const W = 224
+	src := gocv.NewMatWithSize(700, 700, gocv.MatTypeCV8UC3)
+	defer src.Close()
+	px, err := src.DataPtrUint8()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range px {
+		if (i/3)%2 == 0 { // columns alternate black and white
+			px[i] = 255
+		}
+	}
+	spread := func(interp gocv.InterpolationFlags, frame gocv.Mat, r image.Rectangle) float64 {
+		p, err := NewPreprocessor(ImageSpec{Width: W, Height: W, Resize: Squash, Std: [3]float32{1, 1, 1}, Interp: interp})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer p.Close()
+		dst := make([]float32, W*W*3)
+		if err := NewWriter(p, Quantizer[float32]{}).Write(dst, frame, r); err != nil {
+			t.Fatal(err)
+		}
+		var sum, sq float64
+		for _, v := range dst {
+			sum += float64(v)
+			sq += float64(v) * float64(v)
+		}
+		n := float64(len(dst))
+		return math.Sqrt(sq/n - (sum/n)*(sum/n))
+	}
+	full := image.Rect(0, 0, 700, 700)
+	def, bilinear := spread(0, src, full), spread(gocv.InterpolationLinear, src, full)
+	t.Logf("std of shrunk stripes: default %.3f, bilinear %.3f", def, bilinear)
+	if def > 0.12 || bilinear < 2.5*def {
+		t.Errorf("default interpolation does not antialias: std %.3f (bilinear %.3f)", def, bilinear)
+	}
+
+	// Enlarging interpolates bilinearly; shrinking averages.
+	p, err := NewPreprocessor(ImageSpec{Width: W, Height: W, Resize: Squash, Std: [3]float32{1, 1, 1}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	if got := p.interp(false); got != gocv.InterpolationLinear {
+		t.Errorf("enlarging uses %v, want bilinear", got)
+	}
+	if got := p.interp(true); got != gocv.InterpolationArea {
+		t.Errorf("shrinking uses %v, want area", got)
+	}
+}

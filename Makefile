@@ -260,7 +260,7 @@ bench-daemon: build bench-bundle bench-video
 	bin/sightd bench --bundle bin/bench-bundle --source bin/street-720p.avi --frames 300
 
 # The README's test command. Installs what it needs first.
-test: deps
+test: deps test-export
 	$(GO) vet ./...
 	$(GO) test -count=1 -timeout 20m ./...
 
@@ -457,3 +457,13 @@ export-lock:
 	  --unsafe-package triton -o requirements.lock requirements.in
 	cd $(EXPORT_DIR) && /tmp/sightd-piptools/bin/pip-compile -q --generate-hashes --no-header --strip-extras \
 	  -o requirements-dev.lock requirements-dev.in
+
+test-export: export-deps build deps-fixtures
+	cd $(EXPORT_DIR) && $(EXPORT_VENV)/bin/ruff check . && $(EXPORT_VENV)/bin/ruff format --check .
+	cd $(EXPORT_DIR) && SIGHTD_BIN=$(CURDIR)/bin/sightd OPENCV_DATA=$(OPENCV_DATA) \
+	  $(EXPORT_VENV)/bin/python -m pytest -q -rs -p no:cacheprovider tests
+
+BENCH_EXPORT_MODELS ?= ViT-B-32 MobileCLIP2-S0
+bench-export: export-deps build deps-fixtures
+	$(EXPORT_VENV)/bin/python $(EXPORT_DIR)/bench_export.py --sightd bin/sightd --photos $(OPENCV_DATA) \
+	  --work bin/bench-export $(BENCH_EXPORT_MODELS) 2>bin/bench-export.log | tee bin/bench-export.txt

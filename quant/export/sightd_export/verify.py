@@ -161,3 +161,67 @@ def sightd_tokenize(sightd: Path, vocab: Path, texts: list[str], context: int = 
             raise RuntimeError(f"sightd tokenize: {len(lines)} lines for {len(chunk)} texts")
         out += [[int(t) for t in line.split()] for line in lines]
     return out
+
+
+def torch_vectors(loaded: Any, images: list[Path], texts: list[str]) -> dict[str, np.ndarray]:
+    """open_clip's own vectors (PIL preprocessing, open_clip's tokenizer)."""
+    from PIL import Image
+
+    tf, tok = loaded.transform(), loaded.tokenizer()
+    out = {}
+    with torch.no_grad():
+        for p in images:
+            out[f"image:{p}"] = loaded.model.encode_image(tf(Image.open(p).convert("RGB")).unsqueeze(0)).numpy()
+        for t in texts:
+            out[f"text:{t}"] = loaded.model.encode_text(tok([t])).numpy()
+    return out
+
+
+def _unit(v: Any) -> np.ndarray:
+    a = np.asarray(v, np.float64).ravel()
+    return a / np.linalg.norm(a)
+
+
+def text_scores(vectors: dict[str, Any], image: Path, texts: list[str]) -> np.ndarray:
+    t = np.stack([_unit(vectors[f"text:{s}"]) for s in texts])
+    return t @ _unit(vectors[f"image:{image}"])
+
+
+def best_texts(vectors: dict[str, Any], images: list[Path], texts: list[str]) -> list[str]:
+    return [texts[int(np.argmax(text_scores(vectors, p, texts)))] for p in images]
+
+
+# A photo whose best text leads the second by less than this (in cosine) under
+# PyTorch has no decisive best text: with random weights image-text cosines
+# span about +-0.09, and a difference of 0.004 is within float32 rounding of
+# sightd's resize, let alone int8.
+DECISIVE_MARGIN = 0.01
+
+
+@dataclass
+class Parity:
+    cosines: dict[str, float]
+    same_best_text: bool  # on every photo with a decisive best text (PyTorch)
+    decisive: int  # photos with a decisive best text
+    agree_all: int  # photos, decisive or not, whose best text is the same
+
+    def stats(self, kind: str) -> tuple[float, float]:
+        cs = [c for k, c in self.cosines.items() if k.startswith(kind + ":")]
+        return float(np.mean(cs)), float(np.min(cs))
+
+
+def parity(sightd: Path, bundle: Path, loaded: Any, images: list[Path], texts: list[str]) -> Parity:
+    """sightd's vectors against PyTorch's, per photo and text."""
+    got = sightd_similarity(sightd, bundle, images, texts)
+    want = torch_vectors(loaded, images, texts)
+    cos = {k: cosine(np.array(got[k]), want[k]) for k in want}
+    same, decisive, agree = True, 0, 0
+    for p in images:
+        w, g = text_scores(want, p, texts), text_scores(got, p, texts)
+        top = np.sort(w)[::-1]
+        ok = int(np.argmax(w)) == int(np.argmax(g))
+        agree += ok
+        if top[0] - top[1] >= DECISIVE_MARGIN:
+            decisive += 1
+            same = same and ok
+    return Parity(cos, same, decisive, agree)

@@ -128,10 +128,11 @@ def torch_outputs(module: torch.nn.Module, inputs: list[np.ndarray]) -> list[np.
 
 
 def sightd_similarity(
-    sightd: Path, bundle: Path, images: list[Path], texts: list[str], threads: int = 2
+    sightd: Path, bundle: Path, images: list[Path], texts: list[str], threads: int = 2, runtime: str = "auto"
 ) -> dict[str, list[float]]:
     """sightd's own vectors (`sightd similarity --json`): image path or text -> vector."""
     args = [str(sightd), "similarity", "--bundle", str(bundle), "--json", "--threads", str(threads)]
+    args += ["--runtime", runtime]
     for p in images:
         args += ["--image", str(p)]
     for t in texts:
@@ -210,9 +211,11 @@ class Parity:
         return float(np.mean(cs)), float(np.min(cs))
 
 
-def parity(sightd: Path, bundle: Path, loaded: Any, images: list[Path], texts: list[str]) -> Parity:
+def parity(
+    sightd: Path, bundle: Path, loaded: Any, images: list[Path], texts: list[str], runtime: str = "auto"
+) -> Parity:
     """sightd's vectors against PyTorch's, per photo and text."""
-    got = sightd_similarity(sightd, bundle, images, texts)
+    got = sightd_similarity(sightd, bundle, images, texts, runtime=runtime)
     want = torch_vectors(loaded, images, texts)
     cos = {k: cosine(np.array(got[k]), want[k]) for k in want}
     same, decisive, agree = True, 0, 0

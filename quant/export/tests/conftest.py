@@ -113,3 +113,15 @@ def loaded(checkpoint: Path) -> object:
 
     name = load.register_config(CONFIG)
     return load.load(name, str(checkpoint))
+
+
+# Measurements the tests record, printed at the end of the run (pytest hides
+# a passing test's output).
+MEASURED: list[str] = []
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    if MEASURED:
+        terminalreporter.section("export measurements")
+        for line in MEASURED:
+            terminalreporter.write_line(line)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
 import torch
 from conftest import CONFIG
 
@@ -89,9 +88,19 @@ def test_unknown_tag(capsys, tmp_path):
     assert "not a pretrained tag" in line and "openai" in line
 
 
-@pytest.mark.parametrize("name", ["MobileCLIP2-S0", "ViT-B-32"])
-def test_list_says_licences(capsys, name):
+def test_list_says_licences(capsys):
     assert cli.main(["list"]) == 0
     out = capsys.readouterr().out
-    line = next(s for s in out.splitlines() if s.startswith(name + " "))
-    assert ("RESEARCH ONLY" in line) == name.startswith("MobileCLIP2")
+    for name in (
+        "ViT-B-32",
+        "ViT-B-16",
+        "MobileCLIP-S1",
+        "MobileCLIP-S2",
+        "MobileCLIP-B",
+        "MobileCLIP2-S0",
+        "MobileCLIP2-S2",
+        "MobileCLIP2-B",
+    ):
+        line = next(s for s in out.splitlines() if s.startswith(name + " "))
+        assert ("RESEARCH ONLY" in line) == name.startswith("MobileCLIP2"), line
+    assert "TinyCLIP" in out

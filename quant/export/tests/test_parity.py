@@ -10,20 +10,22 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import TEXTS
+from conftest import MEASURED, TEXTS
 from PIL import Image
 
 from sightd_export import verify
 
 
-def compare(sightd: Path, bundle: Path, loaded, photos: list[Path]) -> verify.Parity:
-    return verify.parity(sightd, bundle, loaded, photos, TEXTS)
+def compare(sightd: Path, bundle: Path, loaded, photos: list[Path], runtime: str = "auto") -> verify.Parity:
+    return verify.parity(sightd, bundle, loaded, photos, TEXTS, runtime=runtime)
 
 
 def summary(label: str, cos: dict[str, float]) -> None:
     for kind in ("image", "text"):
         cs = [c for k, c in cos.items() if k.startswith(kind)]
-        print(f"{label} {kind}: cosine(sightd, PyTorch) mean {np.mean(cs):.5f} min {np.min(cs):.5f} (n={len(cs)})")
+        line = f"{label} {kind}: cosine(sightd, PyTorch) mean {np.mean(cs):.5f} min {np.min(cs):.5f} (n={len(cs)})"
+        print(line)
+        MEASURED.append(line)
 
 
 def test_embeddings_not_degenerate(loaded, photos):
@@ -31,14 +33,16 @@ def test_embeddings_not_degenerate(loaded, photos):
     V = np.stack([v.ravel() / np.linalg.norm(v) for v in want.values()])
     S = V @ V.T
     mean = (S.sum() - len(V)) / (len(V) * (len(V) - 1))
-    print(f"mean pairwise cosine of different photos (PyTorch): {mean:.3f}")
+    MEASURED.append(f"mean pairwise cosine of different photos (PyTorch, random weights): {mean:.3f}")
     assert mean < 0.9, "random weights too degenerate to prove parity"
 
 
-def test_float32_parity(sightd, bundle_f32, loaded, photos):
-    par = compare(sightd, bundle_f32, loaded, photos)
+@pytest.mark.parametrize("runtime", ["litert", "tflite2.9"])
+def test_float32_parity(sightd, bundle_f32, loaded, photos, runtime):
+    """float32 bundles run right on both of sightd's runtimes."""
+    par = compare(sightd, bundle_f32, loaded, photos, runtime)
     cos = par.cosines
-    summary("float32", cos)
+    summary(f"float32 ({runtime})", cos)
     bad = {k: round(c, 4) for k, c in cos.items() if c < (0.99 if k.startswith("image") else 0.995)}
     assert not bad, f"below parity: {bad}"
 
@@ -58,7 +62,10 @@ def test_int8_parity(sightd, bundle_int8, loaded, photos):
     report = json.loads((bundle_int8 / "export-report.json").read_text())
     for tower in ("image", "text"):
         t = report["towers"][tower]
-        print(f"int8 {tower}: scheme {t['scheme']}, int8 ops {sum(t['int8_ops'].values())}/{sum(t['ops'].values())}")
+        MEASURED.append(
+            f"int8 {tower}: scheme {t['scheme']}, int8 ops {sum(t['int8_ops'].values())}/{sum(t['ops'].values())}, "
+            f"{t['size_bytes'] / 1e6:.1f} MB, LiteRT {t['ms_per_invoke_1_thread_litert']} ms"
+        )
 
 
 def test_resize_cost(loaded, photos, sightd, bundle_f32):
@@ -68,7 +75,7 @@ def test_resize_cost(loaded, photos, sightd, bundle_f32):
     reach 0.9999+)."""
     cos = compare(sightd, bundle_f32, loaded, photos).cosines
     imgs = {Path(k.split(":", 1)[1]).name: round(c, 5) for k, c in cos.items() if k.startswith("image")}
-    print("resize cost per photo (cosine):", imgs)
+    MEASURED.append(f"resize (sightd's OpenCV vs open_clip's PIL), float32 cosine per photo: {imgs}")
     assert min(imgs.values()) >= 0.99
 
 

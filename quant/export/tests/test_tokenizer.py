@@ -8,7 +8,7 @@ import random
 from pathlib import Path
 
 import open_clip
-from conftest import REPO
+from conftest import MEASURED, REPO
 
 from sightd_export import verify
 
@@ -81,6 +81,6 @@ def test_tokenizer_parity(sightd):
     want = [[int(i) for i in row if i != 0] for row in tok(texts)]
     diffs = [(t, g, w) for t, g, w in zip(texts, got, want, strict=True) if g != w]
     long = [w for w in want if len(w) == 77]
-    print(f"tokenizer: {len(texts)} strings, {len(diffs)} differ, {len(long)} cut at 77")
+    MEASURED.append(f"tokenizer: {len(texts)} strings, {len(diffs)} differ from open_clip, {len(long)} cut at 77")
     assert long and all(w[-1] == 49407 for w in long), "over-long texts keep the end token"
     assert not diffs, f"{len(diffs)} differ, first: {diffs[:3]}"

@@ -29,15 +29,18 @@ type ImageSpec struct {
 	// Mean and Std per channel, in the model's channel order, applied to
 	// pixels scaled to [0, 1].
 	Mean, Std [3]float32
-	// Interp is OpenCV's interpolation. The zero value (nearest-neighbour)
-	// means antialiased: area averaging where the region shrinks, bilinear
-	// where it grows. CLIP-family models are trained on PIL's bicubic resize,
-	// which antialiases when it downscales and OpenCV's bilinear does not;
-	// measured through sightd on an exported ViT with 10 opencv-doc photos,
-	// cosine to PyTorch went from mean 0.9991 / min 0.9943 (bilinear) to
-	// 0.9996 / 0.9970 (area), where bicubic without antialiasing gave
-	// 0.9986 / 0.9913. Area costs more: 3.8 ms against 0.43 ms for a whole
-	// 1280x720 frame. Any explicit value is used as given.
+	// Interp is OpenCV's interpolation, with OpenCV's dnn.blobFromImage
+	// geometry. The zero value (nearest-neighbour) means PIL's: the
+	// antialiased bicubic resize on torchvision's geometry that CLIP-family
+	// models are trained on (pilResampler). OpenCV's bilinear aliases fine
+	// detail when it shrinks and its sizes and crop offsets round otherwise;
+	// on a full-size ViT-B-32 exported with random weights, the cosine of
+	// sightd's embedding to open_clip's PyTorch one on opencv-doc's
+	// chessboard photo (board.jpg) was 0.971 with OpenCV's area averaging
+	// (0.916 for a bilinear resize without antialiasing, emulated in
+	// PyTorch) and 1.0000 on all ten photos with this resize, which gives
+	// Pillow's pixels exactly. It costs about what area averaging does
+	// (BenchmarkImageOverhead, a whole 1280x720 frame: 4.8 ms against 4.3 ms).
 	Interp gocv.InterpolationFlags
 }
 
@@ -50,8 +53,8 @@ var ErrBadImage = errors.New("encoder: bad image")
 type Preprocessor struct {
 	spec    ImageSpec
 	resized gocv.Mat
-	// antialias: spec.Interp was left zero; shrinking uses area averaging.
-	antialias bool
+	// pil: spec.Interp was left zero; resize as PIL does (pilResampler).
+	pil *pilResampler
 	// lut maps (model channel, 8-bit value) to the input's real value, which
 	// the quantising writers then turn into the tensor's type.
 	lut [3][256]float32
@@ -67,11 +70,12 @@ func NewPreprocessor(spec ImageSpec) (*Preprocessor, error) {
 			return nil, fmt.Errorf("%w: std[%d] = %v must be > 0", ErrBadImage, c, spec.Std[c])
 		}
 	}
-	antialias := spec.Interp == gocv.InterpolationNearestNeighbor
-	if antialias {
+	var pil *pilResampler
+	if spec.Interp == gocv.InterpolationNearestNeighbor {
 		spec.Interp = gocv.InterpolationLinear
+		pil = &pilResampler{}
 	}
-	p := &Preprocessor{spec: spec, antialias: antialias, resized: gocv.NewMatWithSize(spec.Height, spec.Width, gocv.MatTypeCV8UC3)}
+	p := &Preprocessor{spec: spec, pil: pil, resized: gocv.NewMatWithSize(spec.Height, spec.Width, gocv.MatTypeCV8UC3)}
 	for c := 0; c < 3; c++ {
 		for v := 0; v < 256; v++ {
 			p.lut[c][v] = (float32(v)/255 - spec.Mean[c]) / spec.Std[c]
@@ -102,6 +106,15 @@ type layout struct {
 func (p *Preprocessor) CropRect(r image.Rectangle) image.Rectangle {
 	if p.spec.Resize == Squash {
 		return r
+	}
+	if p.pil != nil {
+		nw, nh, ox, oy := pilGeometry(r.Dx(), r.Dy(), p.spec.Width, p.spec.Height, false)
+		fx, fy := float64(nw)/float64(r.Dx()), float64(nh)/float64(r.Dy())
+		x0 := r.Min.X + int(math.Round(float64(ox)/fx))
+		y0 := r.Min.Y + int(math.Round(float64(oy)/fy))
+		x1 := r.Min.X + int(math.Round(float64(ox+p.spec.Width)/fx))
+		y1 := r.Min.Y + int(math.Round(float64(oy+p.spec.Height)/fy))
+		return image.Rect(x0, y0, min(x1, r.Max.X), min(y1, r.Max.Y))
 	}
 	f, l := p.centerCrop(r)
 	x0 := r.Min.X + int(math.Round(float64(l.ox)/f))
@@ -137,18 +150,39 @@ func (p *Preprocessor) resize(frame gocv.Mat, r image.Rectangle) ([]uint8, layou
 	if r.Empty() || !r.In(bounds) {
 		return nil, layout{}, fmt.Errorf("%w: region %v is empty or outside the %dx%d frame", ErrBadImage, r, frame.Cols(), frame.Rows())
 	}
+	l := layout{stride: p.spec.Width}
+	if p.pil != nil {
+		if !frame.IsContinuous() {
+			// A view into a larger Mat: its rows are not where Step says.
+			c := frame.Clone()
+			defer c.Close()
+			frame = c
+		}
+		src, err := frame.DataPtrUint8()
+		if err != nil {
+			return nil, layout{}, err
+		}
+		if p.resized.Cols() != p.spec.Width || p.resized.Rows() != p.spec.Height {
+			p.resized.Close()
+			p.resized = gocv.NewMatWithSize(p.spec.Height, p.spec.Width, gocv.MatTypeCV8UC3)
+		}
+		dst, err := p.resized.DataPtrUint8()
+		if err != nil {
+			return nil, layout{}, err
+		}
+		p.pil.resize(dst, src, frame.Step(), r, p.spec.Width, p.spec.Height, p.spec.Resize == Squash)
+		return dst, l, nil
+	}
 	view := frame.Region(r)
 	defer view.Close()
-	l := layout{stride: p.spec.Width}
 	if p.spec.Resize == Squash {
-		gocv.Resize(view, &p.resized, image.Pt(p.spec.Width, p.spec.Height), 0, 0,
-			p.interp(r.Dx() > p.spec.Width || r.Dy() > p.spec.Height))
+		gocv.Resize(view, &p.resized, image.Pt(p.spec.Width, p.spec.Height), 0, 0, p.spec.Interp)
 	} else {
 		f, _ := p.centerCrop(r)
 		// The size follows from f, as in OpenCV's reference; the scratch Mat is
 		// only reallocated when a region of another aspect ratio comes along.
 		// The layout is taken from the Mat OpenCV made, not from our arithmetic.
-		gocv.Resize(view, &p.resized, image.Point{}, f, f, p.interp(f < 1))
+		gocv.Resize(view, &p.resized, image.Point{}, f, f, p.spec.Interp)
 		l = cropLayout(p.resized.Cols(), p.resized.Rows(), p.spec.Width, p.spec.Height)
 	}
 	if p.resized.Cols() < l.ox+p.spec.Width || p.resized.Rows() < l.oy+p.spec.Height {
@@ -156,15 +190,6 @@ func (p *Preprocessor) resize(frame gocv.Mat, r image.Rectangle) ([]uint8, layou
 	}
 	px, err := p.resized.DataPtrUint8()
 	return px, l, err
-}
-
-// interp is the interpolation for one resize: area averaging when an
-// antialiased preprocessor shrinks, the spec's otherwise.
-func (p *Preprocessor) interp(shrinks bool) gocv.InterpolationFlags {
-	if p.antialias && shrinks {
-		return gocv.InterpolationArea
-	}
-	return p.spec.Interp
 }
 
 // srcChannel is the BGR channel that feeds model channel c.

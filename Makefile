@@ -435,21 +435,29 @@ EXPORT_DIR      := quant/export
 EXPORT_VENV     := $(CURDIR)/.venv
 EXPORT_LOCKS    := $(EXPORT_DIR)/requirements.lock $(EXPORT_DIR)/requirements-dev.lock
 EXPORT_PYTHON   ?= python3
-EXPORT_STAMP     = $(EXPORT_VENV)/.stamp-$(shell cat $(EXPORT_LOCKS) $(EXPORT_DIR)/pyproject.toml | sha256sum | cut -c1-16)
+# Stamps: the locks' hash (the whole venv) and pyproject.toml's (the editable
+# install of sightd-export alone, seconds).
+EXPORT_LOCK_HASH = $(shell cat $(EXPORT_LOCKS) | sha256sum | cut -c1-16)
+EXPORT_PKG_HASH  = $(shell sha256sum $(EXPORT_DIR)/pyproject.toml | cut -c1-16)
 
 .PHONY: export-deps export-lock test-export bench-export
 
 export-deps:
-	@stamp="$(EXPORT_STAMP)"; if [ -f "$$stamp" ]; then echo "export-deps: $(EXPORT_VENV) up to date"; exit 0; fi; \
-	start=$$(date +%s); \
-	rm -rf "$(EXPORT_VENV)"; \
-	$(EXPORT_PYTHON) -m venv "$(EXPORT_VENV)"; \
-	"$(EXPORT_VENV)/bin/pip" install -q --disable-pip-version-check --no-deps --require-hashes \
-	  $(addprefix -r ,$(EXPORT_LOCKS)); \
+	@lock="$(EXPORT_VENV)/.stamp-$(EXPORT_LOCK_HASH)"; pkg="$(EXPORT_VENV)/.stamp-pkg-$(EXPORT_PKG_HASH)"; \
+	if [ -f "$$lock" ] && [ -f "$$pkg" ]; then echo "export-deps: $(EXPORT_VENV) up to date"; exit 0; fi; \
+	if [ ! -f "$$lock" ]; then \
+	  start=$$(date +%s); \
+	  rm -rf "$(EXPORT_VENV)"; \
+	  $(EXPORT_PYTHON) -m venv "$(EXPORT_VENV)"; \
+	  "$(EXPORT_VENV)/bin/pip" install -q --disable-pip-version-check --no-deps --require-hashes \
+	    $(addprefix -r ,$(EXPORT_LOCKS)); \
+	  "$(EXPORT_VENV)/bin/python" -c "import torch, open_clip, litert_torch, ai_edge_quantizer, ai_edge_litert"; \
+	  touch "$$lock"; \
+	  echo "export-deps: installed in $$(( $$(date +%s) - start ))s, $$(du -sh "$(EXPORT_VENV)" | cut -f1) in $(EXPORT_VENV)"; \
+	fi; \
+	rm -f "$(EXPORT_VENV)"/.stamp-pkg-*; \
 	"$(EXPORT_VENV)/bin/pip" install -q --disable-pip-version-check --no-deps --no-build-isolation -e "$(EXPORT_DIR)"; \
-	"$(EXPORT_VENV)/bin/python" -c "import torch, open_clip, litert_torch, ai_edge_quantizer, ai_edge_litert" ; \
-	touch "$$stamp"; \
-	echo "export-deps: installed in $$(( $$(date +%s) - start ))s, $$(du -sh "$(EXPORT_VENV)" | cut -f1) in $(EXPORT_VENV)"
+	touch "$$pkg"; echo "export-deps: sightd-export installed in $(EXPORT_VENV)/bin"
 
 export-lock:
 	$(EXPORT_PYTHON) -m venv /tmp/sightd-piptools && /tmp/sightd-piptools/bin/pip install -q pip-tools

@@ -102,7 +102,20 @@ def main() -> int:
                 f"text {t['text']['scheme']} {t['text']['size_bytes'] / 1e6:.1f} MB; export {secs:.0f} s, "
                 f"peak {max(t['image']['conversion_peak_rss_mb'], t['text']['conversion_peak_rss_mb'])} MB; "
                 f"sightd vs PyTorch image mean {im[0]:.4f} min {im[1]:.4f}, text mean {tx[0]:.4f} min {tx[1]:.4f}, "
-                f"same best text {par.same_best_text}\n"
+                f"best text same as PyTorch on {par.agree_all}/{len(photos)} photos "
+                f"(all {par.decisive} decisive ones: {par.same_best_text})\n"
+                + "".join(
+                    f"    {tw} candidate {c['scheme']}: "
+                    + (
+                        c.get("error")
+                        or f"cosine mean {c['mean_cosine']:.4f} min {c['min_cosine']:.4f}, "
+                        f"{c['ms_per_invoke_1_thread']} ms (LiteRT Python, 1 thread), {c['size_bytes'] / 1e6:.1f} MB, "
+                        f"int8 ops {c['int8_ops']}/{c['ops']}, built in {c['conversion_seconds']} s"
+                    )
+                    + "\n"
+                    for tw in ("image", "text")
+                    for c in t[tw]["candidates"]
+                )
                 + "\n".join("    " + s for s in bench.stdout.splitlines() if s.strip())
                 + (f"\n    bench failed: {bench.stderr.strip()[-300:]}" if bench.returncode else "")
             )

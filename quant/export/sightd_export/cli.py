@@ -46,6 +46,11 @@ PROMPTS = [
 ]
 
 
+SIGHTD_RESIZE = (
+    "sightd resizes as PIL's bicubic (antialiased) on torchvision's geometry, bit-exact with open_clip's transform"
+)
+
+
 def log(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
 
@@ -160,6 +165,10 @@ def cmd_export(a: argparse.Namespace) -> int:
                 "interpolation": loaded.preprocess.interpolation,
                 "resize_mode": loaded.preprocess.resize_mode,
                 "from": loaded.preprocess.source,
+                "sightd": SIGHTD_RESIZE
+                if loaded.preprocess.interpolation == "bicubic"
+                else SIGHTD_RESIZE + f"; this model's {loaded.preprocess.interpolation} resize differs from it "
+                "(the manifest has no interpolation field yet): its cost is in the image fidelity below",
             },
             "load_peak_rss_mb": round(load_mem.peak_mb),
             "calibration": {"images": len(img_inputs), "texts": len(txt_inputs)},
@@ -271,6 +280,7 @@ def print_report(r: dict[str, Any], out: Path) -> None:
         f"preprocess: {p['size'][0]}x{p['size'][1]} {p['resize_mode']} {p['interpolation']}, "
         f"mean {p['mean']} std {p['std']} (from {p['from']})"
     )
+    print(f"  {p['sightd']}")
     for t, d in r["towers"].items():
         f = d["fidelity_vs_pytorch"]
         print(

@@ -440,9 +440,15 @@ EXPORT_PYTHON   ?= python3
 EXPORT_LOCK_HASH = $(shell cat $(EXPORT_LOCKS) | sha256sum | cut -c1-16)
 EXPORT_PKG_HASH  = $(shell sha256sum $(EXPORT_DIR)/pyproject.toml | cut -c1-16)
 
-.PHONY: export-deps export-lock test-export bench-export
+.PHONY: export-deps deps-python-venv export-lock test-export bench-export
 
-export-deps:
+# python3 -m venv needs Debian's python3-venv (ensurepip) on a plain system.
+deps-python-venv:
+	@$(EXPORT_PYTHON) -c "import venv, ensurepip" 2>/dev/null || { \
+	  echo "export-deps: installing python3-venv"; $(SUDO) apt-get update -qq; \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends python3-venv; }
+
+export-deps: deps-python-venv
 	@lock="$(EXPORT_VENV)/.stamp-$(EXPORT_LOCK_HASH)"; pkg="$(EXPORT_VENV)/.stamp-pkg-$(EXPORT_PKG_HASH)"; \
 	if [ -f "$$lock" ] && [ -f "$$pkg" ]; then echo "export-deps: $(EXPORT_VENV) up to date"; exit 0; fi; \
 	if [ ! -f "$$lock" ]; then \

@@ -306,7 +306,7 @@ bench-memory: build bench-bundle bench-video
 	  bin/sightd-opencv-all $(SIGHTD_BIN)
 
 # The README's test command. Installs what it needs first.
-test: deps
+test: deps test-export
 	$(GO) vet $(GO_TAGS) ./...
 	$(GO) test $(GO_TAGS) -count=1 -timeout 20m ./...
 
@@ -478,3 +478,67 @@ test-deb: build deps-deb
 	d=$$(mktemp -d); trap 'rm -rf "$$d"' EXIT; \
 	$(DEB_BUILD) "$$d"; \
 	systemd/debian/test-deb.sh "$$d"/sightd_*_$(ARCH).deb
+
+# ---- model export toolchain (quant/export, Python) --------------------------
+# make export-deps   .venv/ at the repository root with the hash-locked export
+#                    toolchain (torch, litert-torch, open_clip, ...; no TensorFlow)
+#                    and .venv/bin/sightd-export. About 4.4 GB: torch from PyPI is
+#                    a CUDA build whose libtorch links the nvidia-* runtime wheels
+#                    even on a CPU-only machine. Off the path of build/run.
+# make test-export   the toolchain's tests: parity of exported bundles through
+#                    bin/sightd against open_clip's PyTorch output
+# make bench-export  full-size ViT-B-32 and MobileCLIP2-S0 (random weights),
+#                    float32 and int8: parity, sizes, conversion, sightd bench
+# The lock files come from requirements*.in by `make export-lock` (pip-tools).
+# Everything is installed with --no-deps from the locks: the locks hold the
+# whole closure except triton (torch's GPU compiler, unused on a CPU).
+EXPORT_DIR      := quant/export
+EXPORT_VENV     := $(CURDIR)/.venv
+EXPORT_LOCKS    := $(EXPORT_DIR)/requirements.lock $(EXPORT_DIR)/requirements-dev.lock
+EXPORT_PYTHON   ?= python3
+# Stamps: the locks' hash (the whole venv) and pyproject.toml's (the editable
+# install of sightd-export alone, seconds).
+EXPORT_LOCK_HASH = $(shell cat $(EXPORT_LOCKS) | sha256sum | cut -c1-16)
+EXPORT_PKG_HASH  = $(shell sha256sum $(EXPORT_DIR)/pyproject.toml | cut -c1-16)
+
+.PHONY: export-deps deps-python-venv export-lock test-export bench-export
+
+# python3 -m venv needs Debian's python3-venv (ensurepip) on a plain system.
+deps-python-venv:
+	@$(EXPORT_PYTHON) -c "import venv, ensurepip" 2>/dev/null || { \
+	  echo "export-deps: installing python3-venv"; $(SUDO) apt-get update -qq; \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends python3-venv; }
+
+export-deps: deps-python-venv
+	@lock="$(EXPORT_VENV)/.stamp-$(EXPORT_LOCK_HASH)"; pkg="$(EXPORT_VENV)/.stamp-pkg-$(EXPORT_PKG_HASH)"; \
+	if [ -f "$$lock" ] && [ -f "$$pkg" ]; then echo "export-deps: $(EXPORT_VENV) up to date"; exit 0; fi; \
+	if [ ! -f "$$lock" ]; then \
+	  start=$$(date +%s); \
+	  rm -rf "$(EXPORT_VENV)"; \
+	  $(EXPORT_PYTHON) -m venv "$(EXPORT_VENV)"; \
+	  "$(EXPORT_VENV)/bin/pip" install -q --disable-pip-version-check --no-deps --require-hashes \
+	    $(addprefix -r ,$(EXPORT_LOCKS)); \
+	  "$(EXPORT_VENV)/bin/python" -c "import torch, open_clip, litert_torch, ai_edge_quantizer, ai_edge_litert"; \
+	  touch "$$lock"; \
+	  echo "export-deps: installed in $$(( $$(date +%s) - start ))s, $$(du -sh "$(EXPORT_VENV)" | cut -f1) in $(EXPORT_VENV)"; \
+	fi; \
+	rm -f "$(EXPORT_VENV)"/.stamp-pkg-*; \
+	"$(EXPORT_VENV)/bin/pip" install -q --disable-pip-version-check --no-deps --no-build-isolation -e "$(EXPORT_DIR)"; \
+	touch "$$pkg"; echo "export-deps: sightd-export installed in $(EXPORT_VENV)/bin"
+
+export-lock:
+	$(EXPORT_PYTHON) -m venv /tmp/sightd-piptools && /tmp/sightd-piptools/bin/pip install -q pip-tools
+	cd $(EXPORT_DIR) && /tmp/sightd-piptools/bin/pip-compile -q --generate-hashes --no-header --strip-extras \
+	  --unsafe-package triton -o requirements.lock requirements.in
+	cd $(EXPORT_DIR) && /tmp/sightd-piptools/bin/pip-compile -q --generate-hashes --no-header --strip-extras \
+	  -o requirements-dev.lock requirements-dev.in
+
+test-export: export-deps build deps-fixtures
+	cd $(EXPORT_DIR) && $(EXPORT_VENV)/bin/ruff check . && $(EXPORT_VENV)/bin/ruff format --check .
+	cd $(EXPORT_DIR) && SIGHTD_BIN=$(CURDIR)/bin/sightd OPENCV_DATA=$(OPENCV_DATA) \
+	  $(EXPORT_VENV)/bin/python -m pytest -q -rs -p no:cacheprovider tests
+
+BENCH_EXPORT_MODELS ?= ViT-B-32 MobileCLIP2-S0
+bench-export: export-deps build deps-fixtures
+	$(EXPORT_VENV)/bin/python $(EXPORT_DIR)/bench_export.py --sightd bin/sightd --photos $(OPENCV_DATA) \
+	  --work bin/bench-export $(BENCH_EXPORT_MODELS) 2>bin/bench-export.log | tee bin/bench-export.txt

@@ -110,7 +110,7 @@ func TestCropRect(t *testing.T) {
 		{image.Rect(0, 0, 1280, 720), image.Rect(280, 0, 1000, 720)},
 		{image.Rect(0, 0, 720, 1280), image.Rect(0, 280, 720, 1000)},
 		{image.Rect(10, 20, 110, 120), image.Rect(10, 20, 110, 120)},
-		{image.Rect(100, 50, 301, 100), image.Rect(175, 50, 225, 100)},
+		{image.Rect(100, 50, 301, 100), image.Rect(175, 50, 226, 100)}, // torchvision's sizes and offsets (PIL resize)
 	}
 	for _, c := range cases {
 		if got := p.CropRect(c.in); got != c.want {
@@ -200,5 +200,99 @@ func BenchmarkPreprocess720p(b *testing.B) {
 		if err := w.Write(dst, frame, r); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// A preprocessor left at the default interpolation antialiases when it
+// shrinks, as PIL's bicubic resize (CLIP's training preprocessing) does:
+// fine one-pixel stripes shrunk 3.1x average out to grey, where OpenCV's
+// bilinear sampling picks stripes and aliases them into a coarse pattern.
+func TestPreprocessAntialiasesWhenShrinking(t *testing.T) {
+	const W = 224
+	src := gocv.NewMatWithSize(700, 700, gocv.MatTypeCV8UC3)
+	defer src.Close()
+	px, err := src.DataPtrUint8()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range px {
+		if (i/3)%2 == 0 { // columns alternate black and white
+			px[i] = 255
+		}
+	}
+	spread := func(interp gocv.InterpolationFlags) float64 {
+		p, err := NewPreprocessor(ImageSpec{Width: W, Height: W, Resize: Squash, Std: [3]float32{1, 1, 1}, Interp: interp})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer p.Close()
+		dst := make([]float32, W*W*3)
+		if err := NewWriter(p, Quantizer[float32]{}).Write(dst, src, image.Rect(0, 0, 700, 700)); err != nil {
+			t.Fatal(err)
+		}
+		var sum, sq float64
+		for _, v := range dst {
+			sum += float64(v)
+			sq += float64(v) * float64(v)
+		}
+		n := float64(len(dst))
+		return math.Sqrt(sq/n - (sum/n)*(sum/n))
+	}
+	def, bilinear := spread(0), spread(gocv.InterpolationLinear)
+	t.Logf("std of shrunk stripes: default (PIL) %.3f, OpenCV bilinear %.3f", def, bilinear)
+	if def > 0.05 || bilinear < 4*def {
+		t.Errorf("default interpolation does not antialias: std %.3f (bilinear %.3f)", def, bilinear)
+	}
+}
+
+// The default resize gives the pixels of torchvision's Resize(BICUBIC) and
+// CenterCrop on PIL (testdata/graf1-pil-*.png, written by Pillow 13 from
+// opencv-doc's graf1.png, a PNG so that both sides decode the same pixels):
+// a whole image centre-cropped, squashed to a non-square input, and a region.
+func TestPreprocessMatchesPIL(t *testing.T) {
+	frame := readImage(t, "graf1.png")
+	for _, c := range []struct {
+		golden string
+		w, h   int
+		resize ResizeMode
+		r      image.Rectangle
+	}{
+		{"graf1-pil-crop64.png", 64, 64, CenterCrop, image.Rect(0, 0, 800, 640)},
+		{"graf1-pil-squash48x64.png", 48, 64, Squash, image.Rect(0, 0, 800, 640)},
+		{"graf1-pil-region-crop64.png", 64, 64, CenterCrop, image.Rect(0, 0, 301, 257)},
+	} {
+		t.Run(c.golden, func(t *testing.T) {
+			want := gocv.IMRead(filepath.Join("testdata", c.golden), gocv.IMReadColor)
+			defer want.Close()
+			if want.Cols() != c.w || want.Rows() != c.h {
+				t.Fatalf("golden is %dx%d, want %dx%d", want.Cols(), want.Rows(), c.w, c.h)
+			}
+			wpx, _ := want.DataPtrUint8()
+			p, err := NewPreprocessor(ImageSpec{Width: c.w, Height: c.h, Resize: c.resize, BGR: true, Std: [3]float32{1, 1, 1}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer p.Close()
+			got := make([]float32, c.w*c.h*3)
+			if err := NewWriter(p, Quantizer[float32]{}).Write(got, frame, c.r); err != nil {
+				t.Fatal(err)
+			}
+			var worst, off int
+			for i, v := range got {
+				d := int(math.Round(float64(v)*255)) - int(wpx[i])
+				worst = max(worst, max(d, -d))
+				if d != 0 {
+					off++
+				}
+			}
+			t.Logf("%s: %d of %d values differ from Pillow's, by at most %d", c.golden, off, len(got), worst)
+			if worst > 1 || off > len(got)/100 {
+				t.Errorf("%d values differ from Pillow's, by up to %d", off, worst)
+			}
+			w := NewWriter(p, Quantizer[float32]{})
+			if n := testing.AllocsPerRun(20, func() { w.Write(got, frame, c.r) }); n > 0 {
+				t.Errorf("Write allocates %v times per call in steady state", n)
+			}
+		})
 	}
 }

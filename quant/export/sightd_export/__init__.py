@@ -1,0 +1,1 @@
+"""sightd-export: OpenCLIP-family checkpoints to sightd bundles."""

@@ -499,7 +499,14 @@ EXPORT_PYTHON   ?= python3
 # Stamps: the locks' hash (the whole venv) and pyproject.toml's (the editable
 # install of sightd-export alone, seconds).
 EXPORT_LOCK_HASH = $(shell cat $(EXPORT_LOCKS) | sha256sum | cut -c1-16)
-EXPORT_PKG_HASH  = $(shell sha256sum $(EXPORT_DIR)/pyproject.toml | cut -c1-16)
+# The editable install of sightd-export points at one work tree: its stamp
+# names pyproject.toml's hash and the tree.
+EXPORT_PKG_HASH  = $(shell { sha256sum $(EXPORT_DIR)/pyproject.toml; echo "$(CURDIR)"; } | sha256sum | cut -c1-16)
+# The venv itself lives outside the work tree, keyed on the locks, and .venv
+# links to it: another clone on this machine (CI's) finds it installed instead
+# of installing 4.4 GB again.
+EXPORT_VENV_STORE ?= $(HOME)/.cache/sightd/export-venv
+EXPORT_VENV_REAL   = $(EXPORT_VENV_STORE)/$(EXPORT_LOCK_HASH)
 
 .PHONY: export-deps deps-python-venv export-lock test-export bench-export
 
@@ -510,21 +517,24 @@ deps-python-venv:
 	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends python3-venv; }
 
 export-deps: deps-python-venv
-	@lock="$(EXPORT_VENV)/.stamp-$(EXPORT_LOCK_HASH)"; pkg="$(EXPORT_VENV)/.stamp-pkg-$(EXPORT_PKG_HASH)"; \
-	if [ -f "$$lock" ] && [ -f "$$pkg" ]; then echo "export-deps: $(EXPORT_VENV) up to date"; exit 0; fi; \
+	@real="$(EXPORT_VENV_REAL)"; lock="$$real/.stamp-lock"; pkg="$$real/.stamp-pkg-$(EXPORT_PKG_HASH)"; \
 	if [ ! -f "$$lock" ]; then \
 	  start=$$(date +%s); \
-	  rm -rf "$(EXPORT_VENV)"; \
-	  $(EXPORT_PYTHON) -m venv "$(EXPORT_VENV)"; \
-	  "$(EXPORT_VENV)/bin/pip" install -q --disable-pip-version-check --no-deps --require-hashes \
+	  rm -rf "$$real"; mkdir -p "$(EXPORT_VENV_STORE)"; \
+	  $(EXPORT_PYTHON) -m venv "$$real"; \
+	  "$$real/bin/pip" install -q --disable-pip-version-check --no-deps --require-hashes \
 	    $(addprefix -r ,$(EXPORT_LOCKS)); \
-	  "$(EXPORT_VENV)/bin/python" -c "import torch, open_clip, litert_torch, ai_edge_quantizer, ai_edge_litert"; \
+	  "$$real/bin/python" -c "import torch, open_clip, litert_torch, ai_edge_quantizer, ai_edge_litert"; \
 	  touch "$$lock"; \
-	  echo "export-deps: installed in $$(( $$(date +%s) - start ))s, $$(du -sh "$(EXPORT_VENV)" | cut -f1) in $(EXPORT_VENV)"; \
+	  echo "export-deps: installed in $$(( $$(date +%s) - start ))s, $$(du -sh "$$real" | cut -f1) in $$real"; \
 	fi; \
-	rm -f "$(EXPORT_VENV)"/.stamp-pkg-*; \
-	"$(EXPORT_VENV)/bin/pip" install -q --disable-pip-version-check --no-deps --no-build-isolation -e "$(EXPORT_DIR)"; \
-	touch "$$pkg"; echo "export-deps: sightd-export installed in $(EXPORT_VENV)/bin"
+	if [ "$$(readlink "$(EXPORT_VENV)" 2>/dev/null)" != "$$real" ]; then rm -rf "$(EXPORT_VENV)"; ln -s "$$real" "$(EXPORT_VENV)"; fi; \
+	if [ ! -f "$$pkg" ]; then \
+	  rm -f "$$real"/.stamp-pkg-*; \
+	  "$$real/bin/pip" install -q --disable-pip-version-check --no-deps --no-build-isolation -e "$(CURDIR)/$(EXPORT_DIR)"; \
+	  touch "$$pkg"; \
+	fi; \
+	echo "export-deps: $(EXPORT_VENV) -> $$real up to date, sightd-export from $(CURDIR)/$(EXPORT_DIR)"
 
 export-lock:
 	$(EXPORT_PYTHON) -m venv /tmp/sightd-piptools && /tmp/sightd-piptools/bin/pip install -q pip-tools

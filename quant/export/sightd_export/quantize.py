@@ -164,12 +164,16 @@ def choose(
         fid = f"cosine mean {c.fidelity.mean:.4f} min {c.fidelity.min:.4f}" if c.fidelity else ""
         log(f"  {tower}: {s}: " + (c.error or f"{fid}, {c.ms:.1f} ms, {c.seconds:.0f} s to build"))
         out.append(c)
-    ok = [c for c in out if c.eligible(FLOOR[tower])]
+    return pick(out, FLOOR[tower]), out
+
+
+def pick(cands: list[Candidate], floor: float) -> Candidate:
+    """The fastest candidate whose worst cosine is at or above floor; those
+    within TIE of its time (timing noise on a shared machine) are a tie that
+    the better fidelity breaks. float32 (first) when none qualifies."""
+    ok = [c for c in cands if c.eligible(floor)]
     if not ok:
-        return out[0], out
-    # The fastest wins; schemes within TIE of its time (timing noise on a
-    # shared machine) are a tie that the better fidelity breaks.
+        return cands[0]
     fastest = min(c.ms for c in ok)
     ties = [c for c in ok if c.ms <= fastest * (1 + TIE)]
-    best = max(ties, key=lambda c: c.fidelity.mean if c.fidelity else 0.0)
-    return best, out
+    return max(ties, key=lambda c: c.fidelity.mean if c.fidelity else 0.0)

@@ -126,3 +126,28 @@ def test_bundle_pack_sign_verify(sightd, bundle_int8, tmp_path):
     run("bundle", "sign", "--key", str(tmp_path / "release.key"), str(tar))
     out = run("bundle", "verify", "--pubkey", str(tmp_path / "release.pub"), str(tar))
     assert ": ok" in out
+
+
+def test_sightd_self_test_accepts_the_bundles(bundle_f32, bundle_int8):
+    """sightd's own self-test at model load (quant/encoder's CheckModels and
+    CheckProbes, as `sightd run` does it) passes on the exported bundles."""
+    import os
+    import shutil
+
+    from conftest import REPO
+
+    go = shutil.which("go")
+    if go is None:
+        pytest.fail("go is needed to run sightd's self-test on the bundles")
+    env = {**os.environ, "SIGHTD_EXPORTED_BUNDLES": os.pathsep.join([str(bundle_f32), str(bundle_int8)])}
+    r = subprocess.run(
+        [go, "test", "-count=1", "-run", "^TestExportedBundles$", "-v", "./quant/encoder"],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    lines = [s.strip() for s in r.stdout.splitlines() if "probe cosines" in s]
+    MEASURED.extend(f"sightd self-test: {s}" for s in lines)
+    assert r.returncode == 0 and len(lines) == 2, r.stdout[-3000:] + r.stderr[-2000:]

@@ -7,7 +7,7 @@ import (
 	"github.com/sightd/sightd/quant/tflite"
 )
 
-// CheckModels loads both encoders with the TensorFlow Lite runtime and
+// CheckModels loads both encoders with sightd's runtime (LiteRT) and
 // checks them against the manifest: exactly one input, and input 0 and
 // output 0 with the manifest's shape (a batch of -1 matches any) and element
 // type; int8 and uint8 tensors must carry quantization parameters, which the

@@ -79,7 +79,7 @@ var imageProbes = []struct {
 // Build writes the demo bundle into dir, which must not exist or be empty
 // (see bundle.Write): image.tflite, text.tflite, vocab.txt.gz, the probe
 // images under probes/ and manifest.json. The same Options always give the
-// same bytes. Probe vectors are computed with the TensorFlow Lite runtime.
+// same bytes. Probe vectors are computed with sightd's runtime (LiteRT).
 func Build(dir string, opts Options) error {
 	m, files, err := generate(opts)
 	if err != nil {

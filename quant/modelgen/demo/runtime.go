@@ -7,7 +7,7 @@ import (
 	"github.com/sightd/sightd/quant/tflite"
 )
 
-// session is one model loaded in the TensorFlow Lite runtime.
+// session is one model loaded in sightd's runtime (LiteRT by default).
 type session struct {
 	m  *tflite.Model
 	ip *tflite.Interpreter

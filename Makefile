@@ -352,14 +352,16 @@ test-arm64-run: deps-litert deps-tflite deps-fixtures $(CROSS_DEPS)
 	  mountpoint -q $(BINFMT) || $(SUDO) mount -t binfmt_misc binfmt_misc $(BINFMT) || true; \
 	  grep -h '^:qemu-aarch64:' /usr/lib/binfmt.d/qemu-aarch64.conf | $(SUDO) tee $(BINFMT)/register >/dev/null || true; \
 	fi
-	@noexec=""; if [ ! -e $(BINFMT)/qemu-aarch64 ]; then \
-	  noexec="TestCrashKeepsConfirmedWrites"; \
+	@noexec="TestFFmpegCrashEndsOnlyItsWorker"; \
+	echo "test-arm64: WARNING: NOT RUN under QEMU: camera TestFFmpegCrashEndsOnlyItsWorker (it needs FFmpeg's scaler to crash on the mixed-size stream, which Debian's arm64 FFmpeg under QEMU does not: it keeps refusing the frames; the amd64 run checks it)" >&2; \
+	if [ ! -e $(BINFMT)/qemu-aarch64 ]; then \
+	  noexec="$$noexec|TestCrashKeepsConfirmedWrites"; \
 	  echo "test-arm64: WARNING: NOT RUN under QEMU: store TestCrashKeepsConfirmedWrites (it re-executes its own arm64 binary and binfmt_misc is not available here)" >&2; \
 	fi; \
 	failed=""; \
 	for cpu in $(ARM64_QEMU_CPUS); do \
 	  echo "test-arm64: QEMU_CPU=$$cpu$${noexec:+ (NOT RUN: $$noexec, see the warning above)}"; start=$$(date +%s); \
-	  $(GO) test $(GO_TAGS) -count=1 -timeout 20m $(ARM64_TEST_FLAGS) $${noexec:+-skip "^$$noexec\$$"} \
+	  $(GO) test $(GO_TAGS) -count=1 -timeout 20m $(ARM64_TEST_FLAGS) $${noexec:+-skip "^($$noexec)\$$"} \
 	    -exec "env QEMU_LD_PREFIX=$(CROSS_SYSROOT) LD_LIBRARY_PATH=$(CROSS_GUEST_LIBDIRS) $(CURDIR)/.ci/qemu-exec $$cpu" \
 	    $(ARM64_TEST_PKGS) || failed="$$failed $$cpu"; \
 	  echo "test-arm64: QEMU_CPU=$$cpu took $$(( $$(date +%s) - start ))s"; \

@@ -66,9 +66,11 @@ func runnerThreads(t *testing.T, m *litert.Model, n int) int {
 
 // The thread count travels through an opaque options entry that the runtime
 // reads by name, and a newer runtime that renamed it ignores ours without an
-// error. Counting the workers XNNPACK's pool starts catches that: 6 threads
-// must add 5 workers over 1 thread (the Go runtime may start a thread of its
-// own meanwhile, so the margin is one).
+// error. Counting the workers XNNPACK's pool starts catches that: 8 threads
+// must add 7 workers over 1 thread. The Go runtime (and QEMU, under test-arm64)
+// may start threads of their own meanwhile, so each count is the least of
+// three tries and the margin is 3: a runtime that ignores the option adds the
+// same few threads either way.
 func TestThreadsReachTheRuntime(t *testing.T) {
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
@@ -77,12 +79,18 @@ func TestThreadsReachTheRuntime(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer m.Close()
-	one := runnerThreads(t, m, 1)
-	six := runnerThreads(t, m, 6)
-	if six-one < 4 {
-		t.Fatalf("6 threads added %d OS threads, 1 thread %d: the runtime ignores the thread option", six, one)
+	least := func(n int) int {
+		v := runnerThreads(t, m, n)
+		for range 2 {
+			v = min(v, runnerThreads(t, m, n))
+		}
+		return v
 	}
-	t.Logf("OS threads added: %d with 1 thread, %d with 6", one, six)
+	one, eight := least(1), least(8)
+	if eight-one < 4 {
+		t.Fatalf("8 threads added %d OS threads, 1 thread %d: the runtime ignores the thread option", eight, one)
+	}
+	t.Logf("OS threads added: %d with 1 thread, %d with 8", one, eight)
 }
 
 func TestRunnerTensors(t *testing.T) {

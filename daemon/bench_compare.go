@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/sightd/sightd/quant/bundle"
+	"github.com/sightd/sightd/quant/encoder"
 	"github.com/sightd/sightd/quant/tflite"
 )
 
@@ -70,7 +71,7 @@ func runCompare(ctx context.Context, w io.Writer, bundlePath string, invokes int
 					ref = out
 				}
 				if out != nil && ref != nil && len(out) == len(ref) {
-					row.cosine = cosine(out, ref)
+					row.cosine = encoder.Cosine(out, ref)
 				}
 				printCompareRow(w, row)
 			}
@@ -188,17 +189,4 @@ func outputFloats(t *tflite.Tensor) ([]float32, error) {
 		return out, err
 	}
 	return nil, fmt.Errorf("output %q: type %s", t.Name(), t.Type())
-}
-
-func cosine(a, b []float32) float64 {
-	var ab, aa, bb float64
-	for i := range a {
-		ab += float64(a[i]) * float64(b[i])
-		aa += float64(a[i]) * float64(a[i])
-		bb += float64(b[i]) * float64(b[i])
-	}
-	if aa == 0 || bb == 0 {
-		return math.NaN()
-	}
-	return ab / math.Sqrt(aa*bb)
 }

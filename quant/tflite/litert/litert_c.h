@@ -56,13 +56,6 @@ typedef struct {
 _Static_assert(sizeof(LiteRtQuantizationPerTensor) == 16, "per-tensor quantization is 16 bytes");
 
 typedef struct {
-  int32_t quantized_dimension;
-  uint64_t num_channels;
-  float* scales;
-  int64_t* zero_points;
-} LiteRtQuantizationPerChannel;
-
-typedef struct {
   int major;
   int minor;
   int patch;
@@ -125,7 +118,6 @@ _Static_assert(sizeof(LiteRtEnvOption) == 24, "LiteRtEnvOption is 24 bytes");
   X(LiteRtStatus, GetRankedTensorType, (LiteRtTensor t, LiteRtRankedTensorType* r), (t, r))            \
   X(LiteRtStatus, GetQuantizationTypeId, (LiteRtTensor t, LiteRtQuantizationTypeId* id), (t, id))      \
   X(LiteRtStatus, GetPerTensorQuantization, (LiteRtTensor t, LiteRtQuantizationPerTensor* q), (t, q))  \
-  X(LiteRtStatus, GetPerChannelQuantization, (LiteRtTensor t, LiteRtQuantizationPerChannel* q), (t, q)) \
   X(LiteRtStatus, CreateOptions, (LiteRtOptions* o), (o))                                              \
   V(DestroyOptions, (LiteRtOptions o), (o))                                                            \
   X(LiteRtStatus, SetOptionsHardwareAccelerators, (LiteRtOptions o, int a), (o, a))                    \

@@ -30,10 +30,8 @@ type Tensor struct {
 	typ       C.LiteRtRankedTensorType
 	scale     float32
 	zeroPoint int32
-	channels  int // > 0 for per-channel quantization
 	buf       C.LiteRtTensorBuffer
 	data      unsafe.Pointer
-	cap       int // bytes allocated at data
 	// The shape and packed size, read from typ whenever it changes: the hot
 	// path asks for them on every frame and must not allocate.
 	shape []int
@@ -75,11 +73,6 @@ func newTensor(t C.LiteRtTensor) (*Tensor, error) {
 		if C.lrt_GetPerTensorQuantization(t, &p) == C.SIGHTD_LITERT_OK {
 			ts.scale, ts.zeroPoint = float32(p.scale), int32(p.zero_point)
 		}
-	case 2:
-		var p C.LiteRtQuantizationPerChannel
-		if C.lrt_GetPerChannelQuantization(t, &p) == C.SIGHTD_LITERT_OK {
-			ts.channels = int(p.num_channels)
-		}
 	}
 	return ts, nil
 }
@@ -100,7 +93,6 @@ func (t *Tensor) allocate(req C.LiteRtTensorBufferRequirements, handle *C.LiteRt
 	if t.data == nil {
 		return fmt.Errorf("%w: out of memory for %q (%d bytes)", ErrRuntime, t.name, int(size))
 	}
-	t.cap = int(size)
 	if st := C.lrt_CreateTensorBufferFromHostMemory(&t.typ, t.data, size, nil, &t.buf); st != C.SIGHTD_LITERT_OK {
 		t.buf = nil
 		return statusErr("tensor buffer for "+t.name, st)
@@ -146,9 +138,6 @@ func (t *Tensor) ByteSize() int { return t.bytes }
 // Quantization returns the per-tensor affine parameters (real = scale * (q -
 // zeroPoint)); scale is 0 for a tensor that is not quantized per tensor.
 func (t *Tensor) Quantization() (scale float32, zeroPoint int32) { return t.scale, t.zeroPoint }
-
-// PerChannel is the number of channels of a per-channel quantized tensor, or 0.
-func (t *Tensor) PerChannel() int { return t.channels }
 
 // Data is the tensor's host memory, ByteSize bytes, or nil once closed. It
 // stays valid until the runner is resized or closed.

@@ -80,6 +80,23 @@ type Manifest struct {
 	Text         TextTower  `json:"text"`
 	Tokenizer    Tokenizer  `json:"tokenizer"`
 	Probes       []Probe    `json:"probes,omitempty"`
+	// Distill says where a distilled image tower came from (sightd-export
+	// distill): sightd shows it, and the licence a student inherits.
+	Distill *Distill `json:"distill,omitempty"`
+}
+
+// Distill names a student image tower's teacher, the data it was trained on
+// and the teacher's weights licence, which the student inherits.
+type Distill struct {
+	Teacher        string `json:"teacher"`
+	TeacherWeights string `json:"teacher_weights,omitempty"`
+	TeacherLicence string `json:"teacher_licence"`
+	ResearchOnly   bool   `json:"research_only"`
+	LicenceNote    string `json:"licence_note,omitempty"`
+	Student        string `json:"student"`
+	StudentTimm    string `json:"student_timm,omitempty"`
+	StudentSize    int    `json:"student_size,omitempty"`
+	DataSHA256     string `json:"data_sha256"`
 }
 
 // FileRef names a file of the bundle: a slash-separated path relative to the

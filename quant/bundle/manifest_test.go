@@ -393,3 +393,34 @@ func TestMarshalRoundTrip(t *testing.T) {
 		t.Errorf("round trip changed the manifest:\n%+v\n%+v", m, m2)
 	}
 }
+
+// A distilled bundle names its teacher, student, data and inherited licence;
+// the field is optional and checked as strictly as the rest.
+func TestParseDistill(t *testing.T) {
+	var doc map[string]any
+	if err := json.Unmarshal(example(t), &doc); err != nil {
+		t.Fatal(err)
+	}
+	doc["distill"] = map[string]any{"teacher": "MobileCLIP2-S0", "teacher_licence": "research only",
+		"research_only": true, "student": "mobilenetv3-large", "student_size": 224, "data_sha256": "ab"}
+	b, _ := json.Marshal(doc)
+	m, err := bundle.Parse(b)
+	if err != nil {
+		t.Fatalf("Parse with distill: %v", err)
+	}
+	if d := m.Distill; d == nil || !d.ResearchOnly || d.Student != "mobilenetv3-large" || d.StudentSize != 224 {
+		t.Fatalf("distill %+v", m.Distill)
+	}
+	if parseExample(t).Distill != nil {
+		t.Fatal("a bundle without distill has one")
+	}
+	doc["distill"] = map[string]any{"teacher": "x", "research_only": "yes", "studnet": "y"}
+	b, _ = json.Marshal(doc)
+	_, err = bundle.Parse(b)
+	got := strings.Join(problemLines(t, err), "\n")
+	for _, want := range []string{"distill.research_only: want true or false", "distill.studnet: unknown field"} {
+		if !strings.Contains(got, want) {
+			t.Errorf("want %q in:\n%s", want, got)
+		}
+	}
+}

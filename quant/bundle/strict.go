@@ -47,6 +47,11 @@ func (w *walker) value(t reflect.Type, at string) error {
 	if err != nil {
 		return err
 	}
+	return w.valueOf(tok, t, at)
+}
+
+// valueOf checks a value whose first token has been read.
+func (w *walker) valueOf(tok json.Token, t reflect.Type, at string) error {
 	wrong := func(want string) error {
 		w.p.addf(at, "want %s, got %s", want, kind(tok))
 		return w.skip(tok)
@@ -71,6 +76,15 @@ func (w *walker) value(t reflect.Type, at string) error {
 		}
 		_, err := w.dec.Token() // ]
 		return err
+	case reflect.Pointer: // an optional object
+		if tok == nil {
+			return nil
+		}
+		return w.valueOf(tok, t.Elem(), at)
+	case reflect.Bool:
+		if _, ok := tok.(bool); !ok {
+			return wrong("true or false")
+		}
 	case reflect.String:
 		if _, ok := tok.(string); !ok {
 			return wrong("a string")

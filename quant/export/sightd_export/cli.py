@@ -5,6 +5,9 @@ sightd-export export (--model NAME | --model-config FILE.json) --pretrained FILE
                      --precision float32|int8 [--calib DIR] [--calib-text FILE] --out DIR
 sightd-export random-checkpoint (--model NAME | --model-config FILE.json) [--seed N]
                      [--photos DIR] --out FILE.pt
+sightd-export distill (--teacher NAME | --teacher-config FILE.json) --pretrained FILE|TAG
+                     --student NAME|list --data DIR... --out DIR [--epochs N] [--resume] ...
+sightd-export compare BUNDLE_A BUNDLE_B --data DIR --rules FILE [--json FILE]
 """
 
 from __future__ import annotations
@@ -112,13 +115,11 @@ def synthetic_images(work: Path, n: int = 4) -> list[Path]:
 
 
 def cmd_export(a: argparse.Namespace) -> int:
-    from . import convert, manifest, quantize
+    from . import quantize
     from .util import PeakMemory
-    from .verify import Runner, cosine
 
     out = Path(a.out)
-    if out.exists():
-        raise ExportError(f"--out {out}: exists; give a new folder (nothing is overwritten)")
+    check_new_out(out)
     name = model_name(a)
     images = calib_images(a.calib)
     if a.precision == "int8" and not images:
@@ -130,12 +131,61 @@ def cmd_export(a: argparse.Namespace) -> int:
         loaded = load_mod.load(name, a.pretrained)
     if loaded.research_only:
         log(f"NOTE: {name}'s weights are licensed for RESEARCH ONLY: {loaded.licence}")
+    from . import convert
+
+    schemes = ("float32",) if a.precision == "float32" else quantize.SCHEMES
+    if a.schemes:
+        schemes = tuple(s for s in a.schemes.split(",") if s)
+    report = write_bundle(
+        out,
+        loaded,
+        convert.towers(loaded),
+        {"image": schemes, "text": schemes},
+        images,
+        texts,
+        a.name or f"{name}-{a.precision}",
+        a.version,
+        {"model": name, "precision": a.precision, "load_peak_rss_mb": round(load_mem.peak_mb)},
+        t_start,
+    )
+    print_report(report, out)
+    return 0
+
+
+def check_new_out(out: Path) -> None:
+    if out.exists():
+        raise ExportError(f"--out {out}: exists; give a new folder (nothing is overwritten)")
+
+
+def write_bundle(
+    out: Path,
+    loaded: load_mod.Loaded,
+    towers: dict[str, Any],
+    schemes: dict[str, tuple[str, ...]],
+    images: list[Path],
+    texts: list[str],
+    name: str,
+    version: int,
+    report_head: dict[str, Any],
+    t_start: float,
+    force: dict[str, str] | None = None,
+    manifest_extra: dict[str, Any] | None = None,
+    files: dict[str, Path] | None = None,
+) -> dict[str, Any]:
+    """Converts, quantizes and checks both towers, writes the probes and the
+    manifest, and moves the finished bundle to `out` (a new folder). `loaded`
+    gives the image preprocessing and the text side; `force` names a tower's
+    scheme that must be used (it fails loudly instead of falling back);
+    `files` are copied into the bundle as they are (a plot, a report)."""
+    from . import manifest, quantize
+    from .verify import Runner, cosine
 
     work = out.parent / f".{out.name}.partial"
     shutil.rmtree(work, ignore_errors=True)
     (work / "build").mkdir(parents=True)
     bundle = work / "bundle"
     bundle.mkdir()
+    force = force or {}
     try:
         if not images:
             images = synthetic_images(work / "build")
@@ -145,17 +195,12 @@ def cmd_export(a: argparse.Namespace) -> int:
         img_inputs = [tf(Image.open(p).convert("RGB")).unsqueeze(0).numpy() for p in images]
         tok = loaded.tokenizer()
         txt_inputs = [tok([t]).to(dtype=__import__("torch").int32).numpy() for t in texts]
-        towers = convert.towers(loaded)
         inputs = {"image": img_inputs, "text": txt_inputs}
-        schemes = ("float32",) if a.precision == "float32" else quantize.SCHEMES
-        if a.schemes:
-            schemes = tuple(s for s in a.schemes.split(",") if s)
         report: dict[str, Any] = {
-            "model": name,
+            **report_head,
             "weights": loaded.weights,
             "licence": loaded.licence,
             "research_only": loaded.research_only,
-            "precision": a.precision,
             "embedding_dim": loaded.embed_dim,
             "logit_scale": loaded.logit_scale,
             "preprocess": {
@@ -170,10 +215,11 @@ def cmd_export(a: argparse.Namespace) -> int:
                 else SIGHTD_RESIZE + f"; this model's {loaded.preprocess.interpolation} resize differs from it "
                 "(the manifest has no interpolation field yet): its cost is in the image fidelity below",
             },
-            "load_peak_rss_mb": round(load_mem.peak_mb),
             "calibration": {"images": len(img_inputs), "texts": len(txt_inputs)},
             "towers": {},
         }
+        from . import convert
+
         chosen: dict[str, quantize.Candidate] = {}
         for tower in ("image", "text"):
             ref = convert_reference(towers[tower], inputs[tower])
@@ -184,9 +230,13 @@ def cmd_export(a: argparse.Namespace) -> int:
                 work / "build",
                 inputs[tower],
                 ref,
-                schemes,
+                schemes[tower],
                 log,
             )
+            if tower in force:
+                best = next(c for c in cands if c.scheme == force[tower])
+                if best.error:
+                    raise ExportError(f"{tower} tower: {force[tower]} failed: {best.error}")
             assert best.path is not None and best.fidelity is not None
             shutil.copyfile(best.path, bundle / f"{tower}.tflite")
             chosen[tower] = best
@@ -238,25 +288,27 @@ def cmd_export(a: argparse.Namespace) -> int:
         m = manifest.write(
             bundle,
             loaded,
-            a.name or f"{name}-{a.precision}",
-            a.version,
+            name,
+            version,
             "image.tflite",
             "text.tflite",
             (runners["image"].input_spec(), runners["image"].output_spec()),
             (runners["text"].input_spec(), runners["text"].output_spec()),
             probes,
+            manifest_extra,
         )
         report["probes"] = [
             {"tower": p["tower"], "input": p.get("text") or p.get("file"), "min_cosine": p["min_cosine"]}
             for p in m["probes"]
         ]
+        for fname, src in (files or {}).items():
+            shutil.copyfile(src, bundle / fname)
         report["total_seconds"] = round(time.monotonic() - t_start, 1)
         (bundle / "export-report.json").write_text(json.dumps(report, indent=2) + "\n")
         os.replace(bundle, out)
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    print_report(report, out)
-    return 0
+    return report
 
 
 def probe_floor(measured: float, scheme: str, floor: dict[str, float]) -> float:
@@ -375,6 +427,11 @@ def parser() -> argparse.ArgumentParser:
     e.add_argument("--version", type=int, default=1, help="the bundle's version (default 1)")
     e.add_argument("--schemes", help="int8 candidates to measure, comma-separated (default: all)")
 
+    from . import compare, distill
+
+    distill.add_parser(sub)
+    compare.add_parser(sub)
+
     r = sub.add_parser("random-checkpoint", help="a checkpoint with spread random weights (tests, benchmarks)")
     model_args(r)
     r.add_argument("--seed", type=int, default=0)
@@ -385,11 +442,21 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     a = parser().parse_args(argv)
+    a.argv = list(sys.argv[1:] if argv is None else argv)
     try:
         if a.cmd == "list":
             return cmd_list(a)
         if a.cmd == "export":
             return cmd_export(a)
+        if a.cmd == "distill":
+            from . import distill
+
+            distill.check_args(a)
+            return distill.cmd_distill(a)
+        if a.cmd == "compare":
+            from . import compare
+
+            return compare.cmd_compare(a)
         return cmd_random_checkpoint(a)
     except ExportError as e:
         print(f"sightd-export: {e}", file=sys.stderr)

@@ -35,9 +35,13 @@ def probe_pixels(loaded: Loaded, image: Path) -> Image.Image:
     """The pixels the model sees of `image` (open_clip's own resize and crop,
     PIL bicubic), stored at the input size so that any runtime's resize is
     the identity: a probe tests the tower and the runtime, not the resize."""
+    return probe_pixels_of(loaded, Image.open(image).convert("RGB"))
+
+
+def probe_pixels_of(loaded: Loaded, img: Image.Image) -> Image.Image:
+    """An RGB image resized and cropped as the model's own transform does."""
     t = loaded.transform()
     resize_crop = [s for s in t.transforms if type(s).__name__ in ("Resize", "CenterCrop", "ResizeKeepRatio")]
-    img = Image.open(image).convert("RGB")
     for s in resize_crop:
         img = s(img)
     return img
@@ -70,7 +74,10 @@ def write(
     image_io: tuple[tuple[list[int], str], tuple[list[int], str]],
     text_io: tuple[tuple[list[int], str], tuple[list[int], str]],
     probes: list[Probe],
+    extra: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
+    """Writes manifest.json; `extra` adds top-level fields sightd does not
+    read (distill's teacher, student, data hash and licence)."""
     shutil.copyfile(vocab_source(), bundle / VOCAB_FILE)
     p = loaded.preprocess
     (img_in_shape, img_in_dtype), (img_out_shape, img_out_dtype) = image_io
@@ -106,6 +113,7 @@ def write(
             "context_length": loaded.context_length,
         },
         "probes": [],
+        **(extra or {}),
     }
     for pr in probes:
         d: dict[str, Any] = {"tower": pr.tower}

@@ -29,6 +29,9 @@ from .util import PeakMemory
 from .verify import Fidelity, Runner, fidelity, op_inventory
 
 SCHEMES = ("float32", "aeq_dynamic_wi8_afp32", "pt2e_static_per_tensor")
+# Every op int8: what distill's students are converted with (not one of
+# export's candidates, whose choice stays as measured).
+STATIC_FULL_INT8 = "aeq_static_wi8_ai8"
 FLOOR = {"image": 0.97, "text": 0.97}  # worst calibration cosine a scheme must keep
 TIE = 0.15  # schemes this close to the fastest in time are chosen by fidelity
 
@@ -74,6 +77,23 @@ def aeq_dynamic(float_path: Path, out: Path) -> None:
     qt = quantizer.Quantizer(str(float_path))
     qt.load_quantization_recipe(recipe.dynamic_wi8_afp32())
     res = qt.quantize(enable_progress_report=False)
+    out.write_bytes(bytes(res.quantized_model or b""))
+
+
+def aeq_static(float_path: Path, calib: list[np.ndarray], out: Path) -> None:
+    """ai-edge-quantizer's static_wi8_ai8: every op int8, input and output
+    included, activation ranges from the calibration inputs (distill's
+    students; the float32 file is litert-torch's)."""
+    from ai_edge_litert.interpreter import Interpreter
+    from ai_edge_quantizer import quantizer, recipe
+
+    sigs = Interpreter(model_path=str(float_path)).get_signature_list()
+    key = next(iter(sigs))
+    name = sigs[key]["inputs"][0]
+    qt = quantizer.Quantizer(str(float_path))
+    qt.load_quantization_recipe(recipe.static_wi8_ai8())
+    cal = qt.calibrate({key: [{name: x} for x in calib]})
+    res = qt.quantize(cal, enable_progress_report=False)
     out.write_bytes(bytes(res.quantized_model or b""))
 
 
@@ -124,6 +144,9 @@ def build(
             if scheme == "aeq_dynamic_wi8_afp32":
                 assert float_path is not None
                 aeq_dynamic(float_path, c.path)
+            elif scheme == STATIC_FULL_INT8:
+                assert float_path is not None
+                aeq_static(float_path, calib, c.path)
             elif scheme == "pt2e_static_per_tensor":
                 pt2e_static(module, args, calib, c.path)
             else:

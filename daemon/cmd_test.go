@@ -227,6 +227,44 @@ func TestRuleCommands(t *testing.T) {
 	if err != nil || !strings.Contains(out, "below the threshold") {
 		t.Fatalf("rule test on a daylight photo: %v\n%s", err, out)
 	}
+	// Several images at once, as JSON: the same decisions as the two runs above.
+	out, err = run(t, "rule", "test", "dark", "--store", db, "--bundle", b, "--scores-json", "--grid", "2x2",
+		"--image", opencvPhoto(t, "LinuxLogo.jpg"), "--image", opencvPhoto(t, "home.jpg"))
+	if err != nil {
+		t.Fatalf("rule test --scores-json: %v\n%s", err, out)
+	}
+	var scores struct {
+		Rule      string  `json:"rule"`
+		Threshold float64 `json:"threshold"`
+		Images    []struct {
+			Image   string `json:"image"`
+			Regions []struct {
+				Kind       string  `json:"kind"`
+				Calibrated float64 `json:"calibrated"`
+				On         bool    `json:"on"`
+			} `json:"regions"`
+		} `json:"images"`
+	}
+	if err := json.Unmarshal([]byte(out), &scores); err != nil {
+		t.Fatalf("rule test --scores-json: not JSON: %v\n%s", err, out)
+	}
+	if scores.Rule != "dark" || len(scores.Images) != 2 || len(scores.Images[0].Regions) != 5 || scores.Images[0].Regions[0].Kind != "full" {
+		t.Fatalf("rule test --scores-json: %+v", scores)
+	}
+	anyOn := func(i int) bool {
+		for _, r := range scores.Images[i].Regions {
+			if r.On != (r.Calibrated >= scores.Threshold) {
+				t.Errorf("region %+v: on disagrees with the threshold %.2f", r, scores.Threshold)
+			}
+			if r.On {
+				return true
+			}
+		}
+		return false
+	}
+	if !anyOn(0) || anyOn(1) {
+		t.Errorf("rule test --scores-json: want the dark photo on and the daylight one off: %+v", scores)
+	}
 	out, err = run(t, "rule", "test", "--bundle", b, "--id", "walkers", "--prompt", "something dark", "--kind", "state",
 		"--video", opencvPhoto(t, "vtest.avi"), "--max-frames", "40")
 	if err != nil || !strings.Contains(out, "frames=40 gated=") {

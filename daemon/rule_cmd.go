@@ -275,7 +275,9 @@ func newRuleRmCmd() *cobra.Command {
 }
 
 func newRuleTestCmd() *cobra.Command {
-	var storeDir, bundlePath, imagePath, videoPath string
+	var storeDir, bundlePath, videoPath string
+	var imagePaths []string
+	var scoresJSON bool
 	var f ruleFlags
 	var rt runtimeFlags
 	var grid string
@@ -290,8 +292,11 @@ func newRuleTestCmd() *cobra.Command {
 		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
-			if (imagePath == "") == (videoPath == "") {
-				return errors.New("give exactly one of --image and --video")
+			if (len(imagePaths) == 0) == (videoPath == "") {
+				return errors.New("give --image (one or more) or --video")
+			}
+			if scoresJSON && videoPath != "" {
+				return errors.New("--scores-json is for --image")
 			}
 			if bundlePath == "" {
 				return errors.New("--bundle is required")
@@ -330,18 +335,27 @@ func newRuleTestCmd() *cobra.Command {
 			}
 			m := env.towers.Manifest()
 			w := cmd.OutOrStdout()
+			if scoresJSON {
+				return imageScoresJSON(w, env, set, regCfg, imagePaths)
+			}
 			fmt.Fprintf(w, "rule %s: %q (%s; on at %.2f, off below %.2f; %d of %d frames; cooldown %v)\nmodel %s v%d\n",
 				r.ID, r.Prompts, r.Kind, r.Threshold, r.Threshold-r.Hysteresis, r.Frames, r.Window,
 				time.Duration(r.Cooldown), m.Name, m.Version)
-			if imagePath != "" {
-				return explainImage(w, env, set, regCfg, imagePath)
+			for _, p := range imagePaths {
+				if err := explainImage(w, env, set, regCfg, p); err != nil {
+					return err
+				}
+			}
+			if len(imagePaths) > 0 {
+				return nil
 			}
 			return explainVideo(ctx, w, env, set, regCfg, videoPath, maxFrames, verbose)
 		},
 	}
 	cmd.Flags().StringVar(&storeDir, "store", DefaultStoreDir, "database directory (for a saved rule)")
 	cmd.Flags().StringVar(&bundlePath, "bundle", "", "model bundle (directory or tar)")
-	cmd.Flags().StringVar(&imagePath, "image", "", "JPEG or PNG file")
+	cmd.Flags().StringArrayVar(&imagePaths, "image", nil, "JPEG or PNG file (repeatable)")
+	cmd.Flags().BoolVar(&scoresJSON, "scores-json", false, "print each image's region scores and the decision as JSON (for scripts)")
 	cmd.Flags().StringVar(&videoPath, "video", "", "video file")
 	cmd.Flags().StringVar(&grid, "grid", "", "also score grid cells, ROWSxCOLS (e.g. 2x2)")
 	cmd.Flags().IntVar(&maxFrames, "max-frames", 0, "stop after this many video frames (0: all)")
@@ -380,28 +394,82 @@ func testSet(ctx context.Context, env *ruleEnv, r *rules.Rule) (*rules.Set, erro
 	return rules.NewSet(m.Version, m.LogitScale, env.text.Dim(), []*rules.Compiled{compiled}, bgs)
 }
 
-func explainImage(w io.Writer, env *ruleEnv, set *rules.Set, regCfg camera.RegionsConfig, path string) error {
+// scoreImage scores the rule on every region of one still image.
+func scoreImage(env *ruleEnv, set *rules.Set, regCfg camera.RegionsConfig, path string) (image.Point, []camera.Region, []rules.Score, error) {
 	frame, err := encoder.ReadImage(path)
 	if err != nil {
-		return err
+		return image.Point{}, nil, nil, err
 	}
 	defer frame.Close()
 	builder, err := camera.NewRegions(regCfg)
 	if err != nil {
-		return err
+		return image.Point{}, nil, nil, err
 	}
-	regions := builder.Build(nil, image.Pt(frame.Cols(), frame.Rows()), nil)
+	size := image.Pt(frame.Cols(), frame.Rows())
+	regions := builder.Build(nil, size, nil)
 	rects := camera.Rects(nil, regions)
 	dim := env.image.Dim()
 	vecs := make([]float32, len(rects)*dim)
 	if err := env.image.Encode(frame, rects, vecs); err != nil {
-		return err
+		return image.Point{}, nil, nil, err
 	}
 	scores, err := set.Explain(0, vecs, len(rects))
 	if err != nil {
+		return image.Point{}, nil, nil, err
+	}
+	return size, regions, scores, nil
+}
+
+// imageScoresJSON prints the rule's scores on the regions of each image, and
+// whether the calibrated score reaches the threshold: what a still image
+// decides (no baseline, no N-of-M window), for comparing two models.
+func imageScoresJSON(w io.Writer, env *ruleEnv, set *rules.Set, regCfg camera.RegionsConfig, paths []string) error {
+	type region struct {
+		Kind       string  `json:"kind"`
+		Rect       [4]int  `json:"rect"`
+		Raw        float64 `json:"raw"`
+		Calibrated float64 `json:"calibrated"`
+		Margin     float64 `json:"margin"`
+		On         bool    `json:"on"`
+	}
+	type img struct {
+		Image   string   `json:"image"`
+		Regions []region `json:"regions"`
+	}
+	r := set.Rules[0].Rule
+	m := env.towers.Manifest()
+	out := struct {
+		Rule      string  `json:"rule"`
+		Threshold float64 `json:"threshold"`
+		Model     string  `json:"model"`
+		Version   int64   `json:"version"`
+		Images    []img   `json:"images"`
+	}{Rule: r.ID, Threshold: r.Threshold, Model: m.Name, Version: m.Version}
+	for _, p := range paths {
+		_, regions, scores, err := scoreImage(env, set, regCfg, p)
+		if err != nil {
+			return fmt.Errorf("%s: %w", p, err)
+		}
+		im := img{Image: p}
+		for i, s := range scores {
+			rc := regions[i].Rect
+			im.Regions = append(im.Regions, region{Kind: regions[i].Kind.String(), Rect: [4]int{rc.Min.X, rc.Min.Y, rc.Dx(), rc.Dy()},
+				Raw: s.Raw, Calibrated: s.Calibrated, Margin: s.Margin, On: s.Calibrated >= r.Threshold})
+		}
+		out.Images = append(out.Images, im)
+	}
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(out)
+}
+
+func explainImage(w io.Writer, env *ruleEnv, set *rules.Set, regCfg camera.RegionsConfig, path string) error {
+	size, regions, scores, err := scoreImage(env, set, regCfg, path)
+	if err != nil {
 		return err
 	}
-	fmt.Fprintf(w, "image %s (%dx%d), %d regions\n", filepath.Base(path), frame.Cols(), frame.Rows(), len(rects))
+	rects := camera.Rects(nil, regions)
+	fmt.Fprintf(w, "image %s (%dx%d), %d regions\n", filepath.Base(path), size.X, size.Y, len(rects))
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "REGION\tKIND\tRECT\tRAW\tCALIBRATED\tMARGIN")
 	best := 0

@@ -491,6 +491,8 @@ test-deb: build deps-deb
 #                    bin/sightd against open_clip's PyTorch output
 # make bench-export  full-size ViT-B-32 and MobileCLIP2-S0 (random weights),
 #                    float32 and int8: parity, sizes, conversion, sightd bench
+# make bench-distill a ViT-B-32 teacher distilled into a small int8 student on
+#                    vtest.avi's record (sightd-export distill, compare)
 # The lock files come from requirements*.in by `make export-lock` (pip-tools).
 # Everything is installed with --no-deps from the locks: the locks hold the
 # whole closure except triton (torch's GPU compiler, unused on a CPU).
@@ -549,6 +551,19 @@ test-export: export-deps build deps-fixtures
 	cd $(EXPORT_DIR) && $(EXPORT_VENV)/bin/ruff check . && $(EXPORT_VENV)/bin/ruff format --check .
 	cd $(EXPORT_DIR) && SIGHTD_BIN=$(CURDIR)/bin/sightd OPENCV_DATA=$(OPENCV_DATA) \
 	  $(EXPORT_VENV)/bin/python -m pytest -q -rs -p no:cacheprovider tests
+
+# make bench-distill: a ViT-B-32 teacher (random spread weights) distilled into
+# BENCH_DISTILL_STUDENT on vtest.avi's record: held-out cosine, rule agreement
+# and both image towers in sightd bench. bin/bench-distill keeps finished steps
+# (the teacher's checkpoint and bundle, the student): delete it to redo them.
+BENCH_DISTILL_STUDENT ?= mobilenetv3-large
+BENCH_DISTILL_SIZE    ?= 224
+BENCH_DISTILL_EPOCHS  ?= 30
+.PHONY: bench-distill
+bench-distill: export-deps build deps-fixtures record-vtest
+	$(EXPORT_VENV)/bin/python $(EXPORT_DIR)/bench_distill.py --sightd bin/sightd --photos $(OPENCV_DATA) \
+	  --record bin/record-vtest --work bin/bench-distill --student $(BENCH_DISTILL_STUDENT) \
+	  --student-size $(BENCH_DISTILL_SIZE) --epochs $(BENCH_DISTILL_EPOCHS) 2>bin/bench-distill.log | tee bin/bench-distill.txt
 
 BENCH_EXPORT_MODELS ?= ViT-B-32 MobileCLIP2-S0
 bench-export: export-deps build deps-fixtures

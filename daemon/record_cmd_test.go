@@ -12,7 +12,6 @@ import (
 	"io/fs"
 	"math"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -427,16 +426,7 @@ func TestCameraRecordDiskFull(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("SKIPPED: mounting a 4 MB tmpfs needs root; TestCameraRecordInterrupted covers an incomplete set without it")
 	}
-	mnt := t.TempDir()
-	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", mnt).CombinedOutput(); err != nil {
-		t.Fatalf("mount a 4 MB tmpfs (as root): %v: %s", err, out)
-	}
-	t.Cleanup(func() {
-		if out, err := exec.Command("umount", mnt).CombinedOutput(); err != nil {
-			t.Errorf("umount %s: %v: %s", mnt, err, out)
-		}
-	})
-	out := filepath.Join(mnt, "set")
+	out := filepath.Join(mountTmpfs(t, 4), "set")
 	_, stderr, err := runSightd(t, "camera", "record", "--source", cameraVtest(t), "--frames", "100", "--every", "0.3s", "--out", out)
 	t.Logf("\n%s", stderr)
 	if err == nil {

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"image"
+	"image/color"
 	"image/jpeg"
 	"image/png"
 	"io/fs"
@@ -446,5 +447,80 @@ func TestCameraRecordDiskFull(t *testing.T) {
 		for _, r := range f.Regions {
 			decodePNG(t, filepath.Join(out, r.File)) // whole
 		}
+	}
+}
+
+// stillVideo writes a 20 s video at 10 fps of a still photo in which a dark
+// square drives in during frames 100 to 119 and parks.
+func stillVideo(t *testing.T, path string) {
+	t.Helper()
+	photo := gocv.IMRead(opencvPhoto(t, "fruits.jpg"), gocv.IMReadColor)
+	defer photo.Close()
+	gocv.Resize(photo, &photo, image.Pt(320, 240), 0, 0, gocv.InterpolationArea)
+	vw, err := gocv.VideoWriterFile(path, "MJPG", 10, 320, 240, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer vw.Close()
+	frame := gocv.NewMat()
+	defer frame.Close()
+	for i := range 200 {
+		photo.CopyTo(&frame)
+		x := 8 * (min(max(i, 100), 119) - 100) // parked from frame 119 on
+		gocv.Rectangle(&frame, image.Rect(x, 100, x+40, 140), color.RGBA{20, 20, 20, 0}, -1)
+		if err := vw.Write(frame); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// A still scene with one passing object: the keyframes of the unchanged
+// scene are skipped as near-duplicates, so the set is the first frame and
+// the moving square, with no two frames alike.
+func TestCameraRecordSkipsStillScene(t *testing.T) {
+	dir := t.TempDir()
+	video := filepath.Join(dir, "still.avi")
+	stillVideo(t, video)
+	cfgPath := filepath.Join(dir, "sightd.yml")
+	yml := fmt.Sprintf("model: {bundle: unused}\ncameras:\n  - {name: yard, source: %q, gate: {keyframe: 1s}}\n", video)
+	if err := os.WriteFile(cfgPath, []byte(yml), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(dir, "set")
+	_, stderr, err := runSightd(t, "camera", "record", "--camera", "yard", "-c", cfgPath, "--frames", "100", "--every", "0s", "--out", out)
+	if err != nil {
+		t.Fatalf("camera record: %v\n%s", err, stderr)
+	}
+	t.Logf("\n%s", stderr)
+	m := readRecord(t, out)
+	skipped := regexp.MustCompile(`(?m)^record: kept \d+/100 frames, seen 200 .* (\d+) near-duplicates skipped$`).FindStringSubmatch(stderr)
+	// 1 s keyframes: 9 in the first 10 s, 8 after the square parked.
+	if skipped == nil {
+		t.Fatal("stderr lacks the final progress line")
+	}
+	if n, _ := strconv.Atoi(skipped[1]); n < 15 {
+		t.Errorf("%d near-duplicates skipped; want at least 15 keyframes of the still scene", n)
+	}
+	if f := m.Frames[0]; f.Index != 0 || f.Motion {
+		t.Errorf("first frame kept: %+v; want frame 0, a keyframe", f)
+	}
+	seen := map[[32]byte]int{}
+	for _, f := range m.Frames[1:] {
+		if !f.Motion || f.Index < 100 || f.Index > 120 {
+			t.Errorf("frame %d kept (motion=%v); want only the moving square's frames 100 to 120 after the first", f.Index, f.Motion)
+		}
+	}
+	for _, f := range m.Frames {
+		b, err := os.ReadFile(filepath.Join(out, f.Regions[0].File))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if j, dup := seen[sha256.Sum256(b)]; dup {
+			t.Errorf("frames %d and %d are identical", j, f.Index)
+		}
+		seen[sha256.Sum256(b)] = f.Index
+	}
+	if m.FramesKept < 15 {
+		t.Errorf("%d frames kept; want the first and the square's 19 or so", m.FramesKept)
 	}
 }

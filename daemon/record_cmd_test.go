@@ -72,6 +72,24 @@ func readRecord(t *testing.T, dir string) *record.Manifest {
 	return m
 }
 
+// checkDistinct fails on two kept frames with the same pixels. OpenCV's PNG
+// encoder is deterministic: the same pixels would have the same bytes.
+func checkDistinct(t *testing.T, dir string, m *record.Manifest) {
+	t.Helper()
+	seen := map[[32]byte]int{} // full frame's PNG -> index
+	for _, f := range m.Frames {
+		b, err := os.ReadFile(filepath.Join(dir, f.Regions[0].File))
+		if err != nil {
+			t.Fatal(err)
+		}
+		sum := sha256.Sum256(b)
+		if j, dup := seen[sum]; dup {
+			t.Errorf("frames %d and %d are identical", j, f.Index)
+		}
+		seen[sum] = f.Index
+	}
+}
+
 func decodePNG(t *testing.T, path string) image.Image {
 	t.Helper()
 	b, err := os.ReadFile(path)
@@ -113,7 +131,6 @@ func TestCameraRecordVtest(t *testing.T) {
 	}
 
 	motion := 0
-	seen := map[[32]byte]int{} // full frame's PNG -> index
 	var kinds []string
 	for i, f := range m.Frames {
 		if f.Motion {
@@ -129,20 +146,10 @@ func TestCameraRecordVtest(t *testing.T) {
 		if f.Regions[0].Kind != "full" || f.Regions[0].Rect != [4]int{0, 0, 768, 576} {
 			t.Errorf("frame %d: first region %+v; want the full frame", f.Index, f.Regions[0])
 		}
-		// OpenCV's PNG encoder is deterministic: frames with the same
-		// pixels would have the same bytes.
-		b, err := os.ReadFile(filepath.Join(out, f.Regions[0].File))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if j, dup := seen[sha256.Sum256(b)]; dup {
-			t.Errorf("frames %d and %d are identical", j, f.Index)
-		}
-		seen[sha256.Sum256(b)] = f.Index
 		for _, r := range f.Regions {
 			kinds = append(kinds, r.Kind)
 		}
-		b, err = os.ReadFile(filepath.Join(out, f.File))
+		b, err := os.ReadFile(filepath.Join(out, f.File))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -150,6 +157,7 @@ func TestCameraRecordVtest(t *testing.T) {
 			t.Errorf("%s: %+v %v; want a 768x576 JPEG", f.File, c, err)
 		}
 	}
+	checkDistinct(t, out, m)
 	if motion < m.FramesKept*9/10 {
 		t.Errorf("%d of %d frames with motion; people walk through the whole video", motion, m.FramesKept)
 	}
@@ -504,22 +512,12 @@ func TestCameraRecordSkipsStillScene(t *testing.T) {
 	if f := m.Frames[0]; f.Index != 0 || f.Motion {
 		t.Errorf("first frame kept: %+v; want frame 0, a keyframe", f)
 	}
-	seen := map[[32]byte]int{}
 	for _, f := range m.Frames[1:] {
 		if !f.Motion || f.Index < 100 || f.Index > 120 {
 			t.Errorf("frame %d kept (motion=%v); want only the moving square's frames 100 to 120 after the first", f.Index, f.Motion)
 		}
 	}
-	for _, f := range m.Frames {
-		b, err := os.ReadFile(filepath.Join(out, f.Regions[0].File))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if j, dup := seen[sha256.Sum256(b)]; dup {
-			t.Errorf("frames %d and %d are identical", j, f.Index)
-		}
-		seen[sha256.Sum256(b)] = f.Index
-	}
+	checkDistinct(t, out, m)
 	if m.FramesKept < 15 {
 		t.Errorf("%d frames kept; want the first and the square's 19 or so", m.FramesKept)
 	}

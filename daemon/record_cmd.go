@@ -43,10 +43,12 @@ frame, the grid cells, the motion crops.
 
 A file (video or images) is read as fast as it decodes, with its own
 timestamps, to its end: fewer than N frames may be kept, and the command says
-how many. A source that gives no frame, or an --out that exists and is not
-empty, is an error and nothing is written. A full disk or an interruption
-(Ctrl-C) stops the recording; the frames already written stay listed, with
-"complete": false.
+how many. A live camera's frames are stamped when captured; its index counts
+the frames read (a gap is frames dropped while sightd was busy). A source that
+gives no frame, or an --out that exists and is not empty, is an error and
+nothing is written. A full disk, a camera lost or an interruption (Ctrl-C)
+stops the recording; the frames already written stay listed, with
+"complete": false ("complete": true: N frames kept, or a file read to its end).
 
 Output, in --out:
   record.json   {"format": "sightd-record/1", "source": "...", "camera": "name" or null,

@@ -572,8 +572,8 @@ test-export: export-deps build deps-fixtures
 # and both image towers in sightd bench. bin/bench-distill keeps finished steps
 # (the teacher's checkpoint and bundle, the student): delete it to redo them.
 BENCH_DISTILL_STUDENT ?= mobilenetv3-large
-BENCH_DISTILL_SIZE    ?= 224
-BENCH_DISTILL_EPOCHS  ?= 30
+BENCH_DISTILL_SIZE    ?= 160
+BENCH_DISTILL_EPOCHS  ?= 12
 .PHONY: bench-distill
 bench-distill: export-deps build deps-fixtures record-vtest
 	$(EXPORT_VENV)/bin/python $(EXPORT_DIR)/bench_distill.py --sightd bin/sightd --photos $(OPENCV_DATA) \

@@ -63,6 +63,9 @@ def main() -> int:
     ap.add_argument("--student-size", default="224")
     ap.add_argument("--epochs", default="30")
     ap.add_argument("--holdout", default="0.4")
+    ap.add_argument("--views", default="2")
+    ap.add_argument("--threads", default="1")
+    ap.add_argument("--text-precision", default="float32")
     a = ap.parse_args()
     work = Path(a.work)
     calib = work / "calib"
@@ -76,13 +79,14 @@ def main() -> int:
         run(["random-checkpoint", "--model", a.teacher, "--photos", str(calib), "--out", str(ckpt)])
     teacher = work / f"{a.teacher}-int8"
     if not teacher.exists():
-        run(["export", "--model", a.teacher, "--pretrained", str(ckpt), "--precision", "int8"]
-            + ["--calib", str(calib), "--out", str(teacher)])  # fmt: skip
+        export = ["export", "--model", a.teacher, "--pretrained", str(ckpt), "--precision", "int8"]
+        run([*export, "--calib", str(calib), "--out", str(teacher)])
     student = work / f"{a.student}-{a.student_size}"
     if not student.exists():
-        run(["distill", "--teacher", a.teacher, "--pretrained", str(ckpt), "--student", a.student]
-            + ["--student-size", a.student_size, "--data", a.record, "--holdout", a.holdout]
-            + ["--epochs", a.epochs, "--out", str(student)])  # fmt: skip
+        d = ["distill", "--teacher", a.teacher, "--pretrained", str(ckpt), "--student", a.student]
+        d += ["--student-size", a.student_size, "--data", a.record, "--holdout", a.holdout]
+        d += ["--views", a.views, "--threads", a.threads, "--text-precision", a.text_precision]
+        run([*d, "--epochs", a.epochs, "--out", str(student)])
     data = records.load([a.record], float(a.holdout))
     images = [s.path for s in data.held_out]
     cmp = compare.compare(Path(a.sightd), teacher, student, images, RULES)

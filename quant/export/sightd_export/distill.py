@@ -295,6 +295,10 @@ def cmd_distill(a: argparse.Namespace) -> int:
     if a.batch < 2:
         raise ExportError(f"--batch {a.batch}: want 2 or more (the relational loss compares within a batch)")
     device = torch.device(a.device if a.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu"))
+    if a.threads:
+        # On a machine other jobs keep busy, two threads that spin-wait on each
+        # other made a training step 25 times slower than one thread here.
+        torch.set_num_threads(a.threads)
     log(f"distill: loading the teacher {name} from {a.pretrained}; training on {device}")
     teacher = load_mod.load(name, a.pretrained)
     inherit = ""
@@ -519,6 +523,7 @@ def add_parser(sub: Any) -> None:
     d.add_argument("--device", default="auto", help="cpu, cuda or auto (a GPU when torch sees one)")
     d.add_argument("--student-size", type=int, default=0, help="the student's input size in px")
     d.add_argument("--seed", type=int, default=0)
+    d.add_argument("--threads", type=int, default=0, help="CPU threads for torch (0: torch's default, all cores)")
     d.add_argument(
         "--text-precision",
         choices=("int8", "float32"),

@@ -16,7 +16,9 @@ from conftest import CONFIG, MEASURED, opencv_data
 from sightd_export import cli, compare, distill, quantize, records
 
 STUDENT = ["--student", "mobilenetv3-small-050", "--student-size", "64"]
-FAST = ["--batch", "16", "--views", "2", "--text-precision", "float32", "--holdout", "0.4"]
+# One thread: on a machine other jobs keep busy, two spin-waiting threads made
+# a step many times slower.
+FAST = ["--batch", "16", "--views", "2", "--text-precision", "float32", "--holdout", "0.4", "--threads", "1"]
 EPOCHS = 8
 RULES = [
     {"id": "person", "prompts": ["a person walking"], "negatives": ["an empty pavement"]},
@@ -30,7 +32,7 @@ def record(sightd: Path, workdir: Path) -> Path:
     out = workdir / "record-vtest"
     video = opencv_data() / "vtest.avi"
     r = subprocess.run(
-        [str(sightd), "camera", "record", "--source", str(video), "--frames", "60", "--out", str(out)],
+        [str(sightd), "camera", "record", "--source", str(video), "--frames", "60", "--every", "1s", "--out", str(out)],
         capture_output=True,
         text=True,
         check=False,

@@ -363,7 +363,7 @@ def cmd_distill(a: argparse.Namespace) -> int:
         history.append({"epoch": 0, "train_loss": float("nan"), "held_out_cosine": c0, "lr": 0.0})
         best_cos, best_state = c0, {k: v.detach().cpu().clone() for k, v in student.state_dict().items()}
         log(f"distill: before training, held-out cosine {c0:.4f}")
-    epoch = first - 1
+    done = first - 1  # the last epoch whose checkpoint is written
     try:
         for epoch in range(first, a.epochs + 1):
             if bad >= a.patience:
@@ -416,10 +416,11 @@ def cmd_distill(a: argparse.Namespace) -> int:
             torch.save(ck, work / "checkpoint.tmp")
             os.replace(work / "checkpoint.tmp", work / CKPT)
             plot(history, work / PLOT, title)
+            done = epoch
             after_epoch(epoch)
     except KeyboardInterrupt:
         log(
-            f"\ndistill: interrupted in epoch {epoch}; the checkpoint in {work} holds epoch {epoch - 1}. "
+            f"\ndistill: interrupted; the checkpoint in {work} holds epoch {done} of {a.epochs}. "
             f"Resume with:\n  {resume_hint(a)}"
         )
         return 130

@@ -5,6 +5,8 @@ The cosines are sightd's own embeddings of the bundles, not PyTorch's."""
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import subprocess
 from pathlib import Path
@@ -69,9 +71,9 @@ def distill_args(checkpoint: Path, data: Path, out: Path, *extra: str) -> list[s
 
 
 @pytest.fixture(scope="session")
-def trained(workdir: Path, checkpoint: Path, record: Path) -> tuple[Path, str]:
+def trained(workdir: Path, checkpoint: Path, record: Path) -> tuple[Path, str, str]:
     """The student trained on the record, interrupted after epoch 2 and
-    resumed: (bundle, what the interrupted run printed)."""
+    resumed: (bundle, what the interrupted run said, what the resumed one said)."""
     out = workdir / "student-trained"
     args = distill_args(checkpoint, record, out, "--epochs", str(EPOCHS))
 
@@ -79,19 +81,19 @@ def trained(workdir: Path, checkpoint: Path, record: Path) -> tuple[Path, str]:
         if epoch == 2:
             raise KeyboardInterrupt
 
-    distill.after_epoch = stop
-    try:
-        import contextlib
-        import io
-
+    said = []
+    for i, argv in enumerate([args, [*args, "--resume"]]):
+        distill.after_epoch = stop if i == 0 else (lambda _e: None)
         err = io.StringIO()
-        with contextlib.redirect_stderr(err):
-            assert cli.main(args) == 130
-    finally:
-        distill.after_epoch = lambda _e: None
-    assert not out.exists()
-    assert cli.main([*args, "--resume"]) == 0
-    return out, err.getvalue()
+        try:
+            with contextlib.redirect_stderr(err):
+                rc = cli.main(argv)
+        finally:
+            distill.after_epoch = lambda _e: None
+        assert rc == (130 if i == 0 else 0), err.getvalue()[-3000:]
+        assert out.exists() == (i == 1)
+        said.append(err.getvalue())
+    return out, said[0], said[1]
 
 
 @pytest.fixture(scope="session")
@@ -119,7 +121,7 @@ def test_record_split_by_time(record: Path):
 
 
 def test_distill_beats_untrained_and_unrelated(sightd, bundle_f32, record, trained, untrained, off_site):
-    bundle, interrupted = trained
+    bundle, interrupted, resumed = trained
     held = [s.path for s in records.load([str(record)], 0.4).held_out]
     cos = {}
     for name, b in (("trained", bundle), ("untrained", untrained), ("unrelated", off_site)):
@@ -135,13 +137,14 @@ def test_distill_beats_untrained_and_unrelated(sightd, bundle_f32, record, train
     assert cos["trained"] > cos["untrained"] + 0.3, cos
     assert cos["trained"] > cos["unrelated"] + 0.02, cos
     # The interrupted run said how to go on; the resumed one went on from epoch 3.
-    assert "interrupted in epoch 3" in interrupted and "--resume" in interrupted, interrupted
+    assert f"holds epoch 2 of {EPOCHS}" in interrupted and "--resume" in interrupted, interrupted[-2000:]
+    assert "resuming after epoch 2" in resumed and "distill: epoch 1:" not in resumed, resumed[-2000:]
     rep = json.loads((bundle / "export-report.json").read_text())["distill"]
     assert [h["epoch"] for h in rep["history"]][:4] == [0, 1, 2, 3]
 
 
 def test_bundle_contents(trained, record):
-    bundle, _ = trained
+    bundle = trained[0]
     m = json.loads((bundle / "manifest.json").read_text())
     d = m["distill"]
     assert d["student"] == "mobilenetv3-small-050" and d["teacher"] == "sightd-test-vit"
@@ -156,7 +159,7 @@ def test_bundle_contents(trained, record):
 
 
 def test_compare_rules(sightd, bundle_f32, trained, record, tmp_path, capsys):
-    bundle, _ = trained
+    bundle = trained[0]
     rules = tmp_path / "rules.json"
     rules.write_text(json.dumps(RULES))
     out = tmp_path / "cmp.json"

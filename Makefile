@@ -571,7 +571,7 @@ test-export: export-deps build deps-fixtures
 # BENCH_DISTILL_STUDENT on vtest.avi's record: held-out cosine, rule agreement
 # and both image towers in sightd bench. bin/bench-distill keeps finished steps
 # (the teacher's checkpoint and bundle, the student): delete it to redo them.
-BENCH_DISTILL_STUDENT ?= mobilenetv3-large
+BENCH_DISTILL_STUDENT ?= mobilenetv4-conv-small
 BENCH_DISTILL_SIZE    ?= 160
 BENCH_DISTILL_EPOCHS  ?= 12
 .PHONY: bench-distill

@@ -294,6 +294,8 @@ def cmd_distill(a: argparse.Namespace) -> int:
     )
     if a.batch < 2:
         raise ExportError(f"--batch {a.batch}: want 2 or more (the relational loss compares within a batch)")
+    if a.device == "cuda" and not torch.cuda.is_available():
+        raise ExportError("--device cuda: torch sees no GPU here (use --device cpu or auto)")
     device = torch.device(a.device if a.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu"))
     if a.threads:
         # On a machine other jobs keep busy, two threads that spin-wait on each
@@ -521,7 +523,7 @@ def add_parser(sub: Any) -> None:
     d.add_argument("--views", type=int, default=4, help="views of each image (the first unaugmented)")
     d.add_argument("--loss", choices=("relational", "text"), default="relational", help="the term beside cosine")
     d.add_argument("--resume", action="store_true", help="go on from the last checkpoint of this --out")
-    d.add_argument("--device", default="auto", help="cpu, cuda or auto (a GPU when torch sees one)")
+    d.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="auto: a GPU when torch sees one")
     d.add_argument("--student-size", type=int, default=0, help="the student's input size in px")
     d.add_argument("--seed", type=int, default=0)
     d.add_argument("--threads", type=int, default=0, help="CPU threads for torch (0: torch's default, all cores)")

@@ -15,7 +15,7 @@ import pytest
 import torch
 from conftest import CONFIG, MEASURED, opencv_data
 
-from sightd_export import cli, compare, distill, quantize, records
+from sightd_export import cli, compare, distill, load, quantize, records
 
 STUDENT = ["--student", "mobilenetv3-small-050", "--student-size", "64"]
 # One thread: on a machine other jobs keep busy, two spin-waiting threads made
@@ -104,11 +104,30 @@ def untrained(workdir: Path, checkpoint: Path, record: Path) -> Path:
 
 
 @pytest.fixture(scope="session")
-def off_site(workdir: Path, checkpoint: Path, unrelated: Path) -> Path:
-    """The same student trained as long on unrelated photos."""
+def off_site(workdir: Path, checkpoint: Path, unrelated: Path) -> tuple[Path, str]:
+    """The same student trained as long on unrelated photos, its teacher
+    catalogued here as research-only (the licence a student inherits):
+    (bundle, what it printed)."""
     out = workdir / "student-unrelated"
-    assert cli.main(distill_args(checkpoint, unrelated, out, "--epochs", str(EPOCHS), "--holdout", "0.2")) == 0
-    return out
+    name = CONFIG.stem
+    load.CATALOGUE[name] = load.Catalogued(name, "test", "research only (test)", research_only=True)
+    printed = io.StringIO()
+    try:
+        with contextlib.redirect_stdout(printed):
+            rc = cli.main(distill_args(checkpoint, unrelated, out, "--epochs", str(EPOCHS), "--holdout", "0.2"))
+    finally:
+        del load.CATALOGUE[name]
+    assert rc == 0
+    return out, printed.getvalue()
+
+
+def test_research_only_teacher_is_inherited(off_site):
+    bundle, printed = off_site
+    d = json.loads((bundle / "manifest.json").read_text())["distill"]
+    assert d["research_only"] is True and "RESEARCH ONLY" in d["licence_note"], d
+    assert "inherits" in printed and "RESEARCH ONLY" in printed, printed
+    rep = json.loads((bundle / "export-report.json").read_text())
+    assert rep["research_only"] and rep["distill"]["research_only"]
 
 
 def test_record_split_by_time(record: Path):
@@ -124,7 +143,7 @@ def test_distill_beats_untrained_and_unrelated(sightd, bundle_f32, record, train
     bundle, interrupted, resumed = trained
     held = [s.path for s in records.load([str(record)], 0.4).held_out]
     cos = {}
-    for name, b in (("trained", bundle), ("untrained", untrained), ("unrelated", off_site)):
+    for name, b in (("trained", bundle), ("untrained", untrained), ("unrelated", off_site[0])):
         r = compare.compare(sightd, bundle_f32, b, held, [])
         cos[name] = r["cosine"]["mean"]
     line = (

@@ -49,16 +49,23 @@ func startMosquitto(t *testing.T, addr string) {
 	t.Fatal("mosquitto did not start listening")
 }
 
+// buildSightd builds the sightd binary into dir for a test that runs it.
+func buildSightd(t *testing.T, dir string) string {
+	t.Helper()
+	bin := filepath.Join(dir, "sightd")
+	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	return bin
+}
+
 // End to end with the real binary and a real Mosquitto: a subscriber sees
 // discovery, "online", state changes for the rule that should fire and none
 // for the one that should not; SIGTERM gives "stopped", exit status 0 and an
 // empty outbox; a restart continues with the same database.
 func TestEndToEndBinary(t *testing.T) {
 	dir := t.TempDir()
-	bin := filepath.Join(dir, "sightd")
-	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
+	bin := buildSightd(t, dir)
 	broker := freePort(t)
 	startMosquitto(t, broker)
 	got := subscribe(t, broker, "sightd/#", "homeassistant/#")
@@ -146,10 +153,7 @@ mqtt: {broker: "tcp://%s"}
 // the daemon stopped.
 func TestEndToEndUpdate(t *testing.T) {
 	dir := t.TempDir()
-	bin := filepath.Join(dir, "sightd")
-	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
+	bin := buildSightd(t, dir)
 	broker := freePort(t)
 	startMosquitto(t, broker)
 	got := subscribe(t, broker, "sightd/#")

@@ -90,6 +90,7 @@ type daemon struct {
 	modelFiles atomic.Int64
 
 	pipes  []*pipeline.Pipeline
+	last   lastSeen     // each rule's and camera's latest detection
 	mqtt   *mqtt.Client // nil when MQTT is off
 	broker *mqtt.Broker // the embedded broker, when configured
 }
@@ -177,6 +178,7 @@ func runDaemon(ctx context.Context, cfg *config.Config, log zerolog.Logger, ctl 
 	if d.mqtt != nil {
 		go func() { defer close(mqttDone); d.mqtt.Run(mqttCtx) }()
 		d.announce(runCtx)
+		go d.publishStats(runCtx, cfg.MQTT.StatsInterval)
 	} else {
 		close(mqttDone)
 	}
@@ -218,6 +220,7 @@ wait:
 		srv.Shutdown(shutdown)
 	}
 	waitOrDeadline(shutdown, &wg, log)
+	d.camerasOffline(shutdown)
 	d.flushOutbox(shutdown)
 	stopMQTT()
 	<-mqttDone
@@ -255,6 +258,7 @@ func (d *daemon) openModel(ctx context.Context) error {
 	// added at run time stay.
 	for _, r := range d.cfg.Rules {
 		d.fileRules = append(d.fileRules, r.ID)
+		d.applyRuleSwitch(ctx, r)
 		err := d.mgr.Put(ctx, r)
 		if errors.Is(err, store.ErrDiskFull) {
 			// A start on a full disk runs degraded: the rule's stored
@@ -286,9 +290,12 @@ func (d *daemon) open(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
+		p.OnMotion = d.motion(p.Name)
 		d.pipes = append(d.pipes, p)
 		d.metrics.AddPipeline(p)
 	}
+	d.applyCameraSwitches(ctx)
+	d.loadLast(ctx)
 	if d.updater, err = d.newUpdater(); err != nil {
 		return err
 	}
@@ -378,6 +385,7 @@ func (d *daemon) reload(ctx context.Context, c *config.Config) {
 			failed++
 			continue
 		}
+		d.applyRuleSwitch(ctx, r)
 		if err := d.mgr.Put(ctx, r); err != nil {
 			d.log.Error().Err(err).Str("rule", r.ID).Msg("SIGHUP: rule not saved")
 			failed++
@@ -518,6 +526,7 @@ func (s *sink) Event(ctx context.Context, e pipeline.Event) error {
 	d := s.d
 	det := e.Detection
 	d.metrics.Detections.WithLabelValues(det.Rule, det.Camera).Inc()
+	d.last.record(det)
 	// The detection history is the first thing a full disk refuses: the
 	// event still goes out (the store logs and counts the refusal).
 	if err := rules.Record(ctx, d.st, det); err != nil && !errors.Is(err, store.ErrDiskFull) {
@@ -533,8 +542,13 @@ func (s *sink) Event(ctx context.Context, e pipeline.Event) error {
 	} else {
 		msgs = append(msgs, func() (store.Message, error) { return mqtt.EventMessage(dev, det) })
 	}
+	if e.Rule != nil {
+		msgs = append(msgs, func() (store.Message, error) { return mqtt.AttributesMessage(dev, e.Rule, &det) })
+	}
 	if len(e.Snapshot) > 0 {
-		msgs = append(msgs, func() (store.Message, error) { return mqtt.SnapshotMessage(dev, det.Camera, e.Snapshot) })
+		msgs = append(msgs,
+			func() (store.Message, error) { return mqtt.SnapshotMessage(dev, det.Camera, e.Snapshot) },
+			func() (store.Message, error) { return mqtt.RuleSnapshotMessage(dev, det.Rule, e.Snapshot) })
 	}
 	for _, build := range msgs {
 		m, err := build()

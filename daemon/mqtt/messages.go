@@ -47,12 +47,35 @@ func (t Topics) ModelEvent() string { return t.Base + "/model/event" }
 // StoreState carries the store's disk space state (JSON); retained.
 func (t Topics) StoreState() string { return t.Base + "/store/state" }
 
+// RuleEnabled carries whether a rule is evaluated: ON or OFF; retained.
+func (t Topics) RuleEnabled(rule string) string { return t.Base + "/rule/" + rule + "/enabled" }
+
+// RuleSnapshot carries the JPEG of a rule's last detection, the region
+// outlined; retained.
+func (t Topics) RuleSnapshot(rule string) string { return t.Base + "/rule/" + rule + "/snapshot" }
+
+// CameraDetection carries whether a camera's frames are matched against
+// the rules: ON or OFF; retained.
+func (t Topics) CameraDetection(camera string) string {
+	return t.Base + "/camera/" + camera + "/detection"
+}
+
+// CameraMotion carries ON while the camera's motion gate sees motion; retained.
+func (t Topics) CameraMotion(camera string) string { return t.Base + "/camera/" + camera + "/motion" }
+
+// Stats carries the device's and cameras' figures (JSON), periodically; retained.
+func (t Topics) Stats() string { return t.Base + "/stats" }
+
 // Command topics; each is answered on the same topic + "/reply".
 func (t Topics) RuleSet() string      { return t.Base + "/rule/set" }
 func (t Topics) RuleDelete() string   { return t.Base + "/rule/delete" }
 func (t Topics) ModelInstall() string { return t.Base + "/model/install" }
 func (t Topics) SnapshotRequest(camera string) string {
 	return t.Base + "/camera/" + camera + "/snapshot/request"
+}
+func (t Topics) RuleEnabledSet(rule string) string { return t.RuleEnabled(rule) + "/set" }
+func (t Topics) CameraDetectionSet(camera string) string {
+	return t.CameraDetection(camera) + "/set"
 }
 
 // Reply is where the answer to a command sent on topic goes.
@@ -102,11 +125,39 @@ func StateMessage(device, rule string, on bool) (store.Message, error) {
 	if err := checkIDs(device, rule); err != nil {
 		return store.Message{}, err
 	}
-	p := "OFF"
-	if on {
-		p = "ON"
+	return onOff(NewTopics(device).RuleState(rule), on), nil
+}
+
+// RuleEnabledMessage publishes whether a rule is enabled (retained).
+func RuleEnabledMessage(device, rule string, on bool) (store.Message, error) {
+	if err := checkIDs(device, rule); err != nil {
+		return store.Message{}, err
 	}
-	return store.Message{Topic: NewTopics(device).RuleState(rule), Payload: []byte(p), QoS: 1, Retained: true}, nil
+	return onOff(NewTopics(device).RuleEnabled(rule), on), nil
+}
+
+// CameraDetectionMessage publishes whether a camera's detection is on (retained).
+func CameraDetectionMessage(device, camera string, on bool) (store.Message, error) {
+	if err := checkIDs(device, camera); err != nil {
+		return store.Message{}, err
+	}
+	return onOff(NewTopics(device).CameraDetection(camera), on), nil
+}
+
+// MotionMessage publishes whether a camera sees motion (retained).
+func MotionMessage(device, camera string, on bool) (store.Message, error) {
+	if err := checkIDs(device, camera); err != nil {
+		return store.Message{}, err
+	}
+	return onOff(NewTopics(device).CameraMotion(camera), on), nil
+}
+
+func onOff(topic string, on bool) store.Message {
+	p := Off
+	if on {
+		p = On
+	}
+	return store.Message{Topic: topic, Payload: []byte(p), QoS: 1, Retained: true}
 }
 
 // Attributes is what a rule's Home Assistant entity shows beside its state.
@@ -141,13 +192,27 @@ func SnapshotMessage(device, camera string, jpeg []byte) (store.Message, error) 
 	if err := checkIDs(device, camera); err != nil {
 		return store.Message{}, err
 	}
-	if !bytes.HasPrefix(jpeg, []byte{0xFF, 0xD8, 0xFF}) {
+	if !isJPEG(jpeg) {
 		return store.Message{}, fmt.Errorf("mqtt: snapshot of camera %s is not a JPEG", camera)
 	}
 	// Sheddable: the first thing the store drops when the disk runs low
 	// (the next snapshot replaces it anyway).
 	return store.Message{Topic: NewTopics(device).Snapshot(camera), Payload: jpeg, QoS: 1, Retained: true, Sheddable: true}, nil
 }
+
+// RuleSnapshotMessage publishes the snapshot of a rule's last detection
+// (retained, sheddable like a camera's).
+func RuleSnapshotMessage(device, rule string, jpeg []byte) (store.Message, error) {
+	if err := checkIDs(device, rule); err != nil {
+		return store.Message{}, err
+	}
+	if !isJPEG(jpeg) {
+		return store.Message{}, fmt.Errorf("mqtt: snapshot of rule %s is not a JPEG", rule)
+	}
+	return store.Message{Topic: NewTopics(device).RuleSnapshot(rule), Payload: jpeg, QoS: 1, Retained: true, Sheddable: true}, nil
+}
+
+func isJPEG(b []byte) bool { return bytes.HasPrefix(b, []byte{0xFF, 0xD8, 0xFF}) }
 
 // CameraStatusMessage publishes whether a camera delivers frames (retained);
 // the camera's image entity is available only while it is online.
@@ -211,7 +276,7 @@ func ModelStateMessage(device string, s ModelState) (store.Message, error) {
 
 // ModelEvent is one model update outcome.
 type ModelEvent struct {
-	Kind    string    `json:"kind"` // installed, committed, rolled_back, failed
+	Kind    string    `json:"kind"` // installed, committed, rolled_back, failed, refused
 	Version int64     `json:"version,omitempty"`
 	Step    string    `json:"step,omitempty"`   // where it failed
 	Reason  string    `json:"reason,omitempty"` // why it failed or rolled back
@@ -224,7 +289,7 @@ func ModelEventMessage(device string, e ModelEvent) (store.Message, error) {
 		return store.Message{}, err
 	}
 	switch e.Kind {
-	case "installed", "committed", "rolled_back", "failed":
+	case "installed", "committed", "rolled_back", "failed", "refused":
 	default:
 		return store.Message{}, fmt.Errorf("mqtt: model event kind %q", e.Kind)
 	}
@@ -269,4 +334,51 @@ func StoreStateMessage(device string, s StoreState) (store.Message, error) {
 		return store.Message{}, err
 	}
 	return store.Message{Topic: NewTopics(device).StoreState(), Payload: b, QoS: 1, Retained: true}, nil
+}
+
+// Stats is what the stats topic carries: the device's and each camera's
+// figures over the last interval. Every configured camera is present, so
+// Home Assistant's templates always find their keys.
+type Stats struct {
+	Time         time.Time              `json:"time"`
+	Model        string                 `json:"model"`
+	ModelVersion int64                  `json:"model_version"`
+	Outbox       int                    `json:"outbox"`
+	Cameras      map[string]CameraStats `json:"cameras"`
+}
+
+// CameraStats are one camera's figures.
+type CameraStats struct {
+	Online    bool    `json:"online"`
+	Detection bool    `json:"detection"` // the camera's detection switch
+	Motion    bool    `json:"motion"`
+	FPS       float64 `json:"fps"` // frames read per second
+	// EncoderMS is the mean encoding time of a frame; null when no frame
+	// was encoded in the interval.
+	EncoderMS *float64 `json:"encoder_ms"`
+	// LastDetection is when a rule last fired or changed on the camera;
+	// null before the first since sightd started.
+	LastDetection *time.Time `json:"last_detection"`
+}
+
+// StatsMessage publishes the stats (retained: a subscriber that comes
+// later, Home Assistant after a restart, has figures at once; the device's
+// availability says whether they are current).
+func StatsMessage(device string, s Stats) (store.Message, error) {
+	if err := checkIDs(device); err != nil {
+		return store.Message{}, err
+	}
+	for cam := range s.Cameras {
+		if err := checkIDs(cam); err != nil {
+			return store.Message{}, err
+		}
+	}
+	if s.Cameras == nil {
+		s.Cameras = map[string]CameraStats{}
+	}
+	b, err := json.Marshal(s)
+	if err != nil {
+		return store.Message{}, fmt.Errorf("mqtt: stats: %w", err)
+	}
+	return store.Message{Topic: NewTopics(device).Stats(), Payload: b, QoS: 1, Retained: true}, nil
 }

@@ -45,6 +45,7 @@ var (
 type Event struct {
 	Detection rules.Detection
 	Snapshot  []byte
+	Rule      *rules.Rule // the rule that fired or changed
 }
 
 // Sink receives what the pipeline decides: events (to record and publish)
@@ -94,6 +95,9 @@ type Pipeline struct {
 		Tick()
 		Done()
 	}
+	// OnMotion, when set before Run, is told when the motion gate starts
+	// seeing motion and when it has seen none for MotionHold.
+	OnMotion func(on bool)
 
 	cfg     camera.Config
 	log     zerolog.Logger
@@ -116,7 +120,15 @@ type Pipeline struct {
 	vecs       []float32
 	wasOnline  bool
 	reportedUp bool
+
+	detect     atomic.Bool // the camera's detection switch
+	moving     atomic.Bool
+	lastMotion time.Time
 }
+
+// MotionHold is how long the gate must see no motion before the camera's
+// motion turns off, so that a person standing still does not flap it.
+const MotionHold = 5 * time.Second
 
 // New builds a pipeline for cfg reading from src with enc and the rules of
 // set. It takes ownership of src and enc (Run closes them).
@@ -138,9 +150,41 @@ func New(cfg camera.Config, src Source, enc Encoder, set *rules.Set, sink Sink, 
 		gate.Close()
 		return nil, err
 	}
-	return &Pipeline{Name: cfg.Name, cfg: cfg, log: log.With().Str("camera", cfg.Name).Logger(),
+	p := &Pipeline{Name: cfg.Name, cfg: cfg, log: log.With().Str("camera", cfg.Name).Logger(),
 		src: src, gate: gate, regions: regs, snap: snap, sink: sink, enc: enc,
-		eval: rules.NewCamera(cfg.Name, set), version: set.ModelVersion, last: gocv.NewMat()}, nil
+		eval: rules.NewCamera(cfg.Name, set), version: set.ModelVersion, last: gocv.NewMat()}
+	p.detect.Store(true)
+	return p, nil
+}
+
+// SetDetection turns the camera's detection on or off: while off, frames
+// are read and the motion gate runs, but nothing is encoded or matched
+// against the rules.
+func (p *Pipeline) SetDetection(on bool) {
+	if p.detect.Swap(on) != on {
+		p.log.Info().Bool("detection", on).Msg("detection switched")
+	}
+}
+
+// Detection reports whether the camera's detection is on.
+func (p *Pipeline) Detection() bool { return p.detect.Load() }
+
+// Motion reports whether the camera sees motion (with MotionHold).
+func (p *Pipeline) Motion() bool { return p.moving.Load() }
+
+// motion follows the gate's motion at frame time t.
+func (p *Pipeline) motion(t time.Time, moving bool) {
+	if moving {
+		p.lastMotion = t
+	}
+	change := moving && !p.moving.Load() || !moving && p.moving.Load() && t.Sub(p.lastMotion) >= MotionHold
+	if !change {
+		return
+	}
+	p.moving.Store(moving)
+	if p.OnMotion != nil {
+		p.OnMotion(moving)
+	}
 }
 
 // SetRules hands over new rules of the current model; they take effect at
@@ -248,7 +292,8 @@ func (p *Pipeline) handle(ctx context.Context, f camera.Frame) error {
 		}
 		p.Stats.GateNanos.Add(int64(time.Since(start)))
 	}
-	if !d.Encode {
+	p.motion(f.Time, d.Motion)
+	if !d.Encode || !p.detect.Load() {
 		return nil
 	}
 	p.Stats.Gated.Add(1)
@@ -321,7 +366,7 @@ func (p *Pipeline) emit(ctx context.Context, f camera.Frame, r *rules.Result) er
 	p.Stats.Events.Add(1)
 	p.log.Info().Str("rule", det.Rule).Str("state", det.State).Float64("calibrated", det.Calibrated).
 		Float64("raw", det.Raw).Str("region", region.Kind.String()).Msg("detection")
-	return p.sink.Event(ctx, Event{Detection: det, Snapshot: jpeg})
+	return p.sink.Event(ctx, Event{Detection: det, Snapshot: jpeg, Rule: r.Rule})
 }
 
 // snapshotEvery bounds how stale a requested snapshot can be.

@@ -80,6 +80,9 @@ func (s switches) SetDetection(ctx context.Context, camera string, on bool) erro
 		return fmt.Errorf("camera %s: %w", camera, err)
 	}
 	p.SetDetection(on)
+	if !on {
+		s.d.endEvents(ctx, camera)
+	}
 	return nil
 }
 
@@ -233,8 +236,12 @@ func (d *daemon) stats(prev []frameCounts, elapsed time.Duration) mqtt.Stats {
 		Cameras: map[string]mqtt.CameraStats{}}
 	for i, p := range d.pipes {
 		now := countsOf(p)
-		cs := mqtt.CameraStats{Online: p.SourceStats().Available, Detection: p.Detection(), Motion: p.Motion(),
-			LastDetection: d.last.camera(p.Name)}
+		cs := mqtt.CameraStats{Online: p.SourceStats().Available, Detection: p.Detection(), Motion: p.Motion()}
+		if t := d.last.camera(p.Name); t != nil {
+			// whole seconds: every timestamp parser reads them
+			sec := t.Truncate(time.Second)
+			cs.LastDetection = &sec
+		}
 		if elapsed > 0 {
 			cs.FPS = round2(float64(now.frames-prev[i].frames) / elapsed.Seconds())
 		}

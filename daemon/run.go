@@ -89,10 +89,11 @@ type daemon struct {
 	// The running bundle's tower files, bytes (/metrics).
 	modelFiles atomic.Int64
 
-	pipes  []*pipeline.Pipeline
-	last   lastSeen     // each rule's and camera's latest detection
-	mqtt   *mqtt.Client // nil when MQTT is off
-	broker *mqtt.Broker // the embedded broker, when configured
+	pipes    []*pipeline.Pipeline
+	last     lastSeen     // each rule's and camera's latest detection
+	episodes episodes     // state rules' events under way
+	mqtt     *mqtt.Client // nil when MQTT is off
+	broker   *mqtt.Broker // the embedded broker, when configured
 }
 
 func runtimeOptions(m config.Model, log *zerolog.Logger) tflite.Options {
@@ -476,7 +477,7 @@ func (d *daemon) serveHTTP(ctx context.Context) (*api.Server, error) {
 		cams[p.Name] = p
 	}
 	log := d.logFor("api").With().Str("component", "api").Logger()
-	h := api.Handler(api.Config{Health: d.health, Cameras: cams, Rules: lockedRules{d}, CameraNames: d.cfg.CameraNames(),
+	h := api.Handler(api.Config{Health: d.health, Cameras: cams, Rules: lockedRules{d}, CameraNames: d.cfg.CameraNames(), Events: d.st,
 		OnRulesChanged: d.rulesChanged, Metrics: d.metrics.Registry, AllowedHosts: set.AllowedHosts, Token: token, Log: log})
 	srv, err := api.Listen(ctx, set, h, log)
 	if err != nil {
@@ -532,23 +533,28 @@ func (s *sink) Event(ctx context.Context, e pipeline.Event) error {
 	if err := rules.Record(ctx, d.st, det); err != nil && !errors.Is(err, store.ErrDiskFull) {
 		return err
 	}
+	// The event is kept for the HTTP API with MQTT on or off.
+	event, err := d.eventMessage(ctx, e)
+	if err != nil {
+		return err
+	}
 	if d.mqtt == nil {
 		return nil
 	}
 	dev := d.cfg.Device.ID
-	msgs := make([]func() (store.Message, error), 0, 3)
-	if det.Kind == rules.State {
+	msgs := []func() (store.Message, error){func() (store.Message, error) { return event, nil }}
+	if det.Kind == rules.State && !e.Update {
 		msgs = append(msgs, func() (store.Message, error) { return mqtt.StateMessage(dev, det.Rule, det.State == "ON") })
-	} else {
-		msgs = append(msgs, func() (store.Message, error) { return mqtt.EventMessage(dev, det) })
 	}
 	if e.Rule != nil {
 		msgs = append(msgs, func() (store.Message, error) { return mqtt.AttributesMessage(dev, e.Rule, &det) })
 	}
 	if len(e.Snapshot) > 0 {
-		msgs = append(msgs,
-			func() (store.Message, error) { return mqtt.SnapshotMessage(dev, det.Camera, e.Snapshot) },
-			func() (store.Message, error) { return mqtt.RuleSnapshotMessage(dev, det.Rule, e.Snapshot) })
+		msgs = append(msgs, func() (store.Message, error) { return mqtt.SnapshotMessage(dev, det.Camera, e.Snapshot) })
+		// The rule's image shows what it saw, not the scene it turned OFF on.
+		if det.State != "OFF" {
+			msgs = append(msgs, func() (store.Message, error) { return mqtt.RuleSnapshotMessage(dev, det.Rule, e.Snapshot) })
+		}
 	}
 	for _, build := range msgs {
 		m, err := build()

@@ -224,6 +224,42 @@ mqtt: {broker: "tcp://%s", embedded_broker: {listen: %q}, stats_interval: 1s}
 	for time.Now().Before(deadline) && detections() < before+2 {
 		time.Sleep(200 * time.Millisecond)
 	}
+	// A state rule's event: new (then perhaps updates) and end, one id,
+	// resolvable over HTTP to its record and its snapshot.
+	var lifecycle struct {
+		Type, ID, Snapshot string
+	}
+	waitUntil(t, "a state rule's event to end", func() bool {
+		for _, m := range got() {
+			if p, ok := strings.CutPrefix(m, "sightd/test/events "); ok && strings.Contains(p, `"type":"end"`) {
+				return json.Unmarshal([]byte(p), &lifecycle) == nil
+			}
+		}
+		return false
+	})
+	var types []string
+	for _, m := range got() {
+		if strings.HasPrefix(m, "sightd/test/events ") && strings.Contains(m, `"id":"`+lifecycle.ID+`"`) {
+			var l struct{ Type string }
+			json.Unmarshal([]byte(strings.TrimPrefix(m, "sightd/test/events ")), &l)
+			types = append(types, l.Type)
+		}
+	}
+	t.Logf("event %s: %v", lifecycle.ID, types)
+	if len(types) < 2 || types[0] != "new" || types[len(types)-1] != "end" || lifecycle.Snapshot == "" {
+		t.Errorf("event %s: types %v, snapshot %q; want new, updates, end", lifecycle.ID, types, lifecycle.Snapshot)
+	}
+	for path, want := range map[string]string{"/api/events/" + lifecycle.ID: `"type":"end"`, "/api/events/" + lifecycle.ID + "/snapshot.jpg": "\xff\xd8\xff"} {
+		resp, err := http.Get("http://" + listen + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 || !strings.Contains(string(b), want) {
+			t.Errorf("%s: %d %.100q", path, resp.StatusCode, b)
+		}
+	}
 	// Home Assistant's switch turns the rule off; the store keeps it off.
 	pub := paho.NewClient(paho.NewClientOptions().AddBroker("tcp://" + broker).SetClientID("test-switch"))
 	if tok := pub.Connect(); !tok.WaitTimeout(30*time.Second) || tok.Error() != nil {
@@ -316,6 +352,16 @@ func waitMessage(t *testing.T, got func() []string, want string) {
 			t.Fatalf("subscriber did not see %q", want)
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// waitUntil waits for cond; the deadline only guards against a hang.
+func waitUntil(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(2 * time.Minute); !cond(); time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("gave up waiting for %s", what)
+		}
 	}
 }
 

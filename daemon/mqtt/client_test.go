@@ -207,7 +207,7 @@ func TestDiscoveryStatesAndEvents(t *testing.T) {
 	jpg := testJPEG(t)
 	var msgs []store.Message
 	for _, mk := range []func() (store.Message, error){
-		func() (store.Message, error) { return EventMessage("test", det) },
+		func() (store.Message, error) { return EventMessage("test", det, "") },
 		func() (store.Message, error) { return StateMessage("test", "door", true) },
 		func() (store.Message, error) { return AttributesMessage("test", door, &det) },
 		func() (store.Message, error) { return SnapshotMessage("test", "porch", jpg) },

@@ -22,7 +22,8 @@ func NewTopics(device string) Topics { return Topics{Base: "sightd/" + device} }
 // Status carries online, offline (the last will) or stopped; retained.
 func (t Topics) Status() string { return t.Base + "/status" }
 
-// Events carries detections (JSON, QoS 1, not retained).
+// Events carries event rules' firings and state rules' event lifecycle
+// (JSON, QoS 1, not retained).
 func (t Topics) Events() string { return t.Base + "/events" }
 
 // RuleState carries a state rule's ON or OFF; retained.
@@ -97,25 +98,81 @@ func checkIDs(ids ...string) error {
 	return nil
 }
 
-// event is what the events topic carries: the detection, with the rule as
-// Home Assistant's event_type.
+// event is what the events topic carries for an event rule's firing: the
+// detection, with the rule as Home Assistant's event_type.
 type event struct {
+	Type      string `json:"type"` // "event"
 	EventType string `json:"event_type"`
 	rules.Detection
+	// Snapshot is the id of its snapshot (/api/events/<id>/snapshot.jpg);
+	// empty when none was kept.
+	Snapshot string `json:"snapshot,omitempty"`
 }
 
-// EventMessage publishes a detection on the events topic (QoS 1). Its unique
-// id lets subscribers drop the duplicates at-least-once delivery allows.
-func EventMessage(device string, d rules.Detection) (store.Message, error) {
+// EventMessage publishes an event rule's firing on the events topic (QoS
+// 1); snapshot is the id its snapshot is kept under, or "". Its unique id
+// lets subscribers drop the duplicates at-least-once delivery allows.
+func EventMessage(device string, d rules.Detection, snapshot string) (store.Message, error) {
 	if err := checkIDs(device, d.Rule); err != nil {
 		return store.Message{}, err
 	}
 	if d.ID == "" {
 		return store.Message{}, fmt.Errorf("mqtt: detection of rule %s has no id", d.Rule)
 	}
-	b, err := json.Marshal(event{EventType: d.Rule, Detection: d})
+	b, err := json.Marshal(event{Type: "event", EventType: d.Rule, Detection: d, Snapshot: snapshot})
 	if err != nil {
 		return store.Message{}, fmt.Errorf("mqtt: detection %s: %w", d.ID, err)
+	}
+	return store.Message{Topic: NewTopics(device).Events(), Payload: b, QoS: 1}, nil
+}
+
+// Lifecycle types: a state rule's event starts (ON), gets a clearly
+// better view (update), and ends (OFF).
+const (
+	LifecycleNew    = "new"
+	LifecycleUpdate = "update"
+	LifecycleEnd    = "end"
+)
+
+// Lifecycle is one message of a state rule's event, Frigate-style: every
+// message of one event has the same id (its first detection's).
+type Lifecycle struct {
+	Type      string     `json:"type"` // new, update, end
+	ID        string     `json:"id"`
+	Rule      string     `json:"rule"`
+	Name      string     `json:"name"`
+	Camera    string     `json:"camera"`
+	StartTime time.Time  `json:"start_time"`
+	EndTime   *time.Time `json:"end_time"` // set by end
+	// Duration is in seconds: so far for new and update, in all for end.
+	Duration float64 `json:"duration"`
+	// Before is the best detection before this message (null for new);
+	// After the detection this message reports: for end, the one that
+	// turned the rule OFF.
+	Before *rules.Detection `json:"before"`
+	After  rules.Detection  `json:"after"`
+	// Snapshot is the id of the event's best snapshot so far
+	// (/api/events/<id>/snapshot.jpg); empty when none was kept.
+	Snapshot string `json:"snapshot,omitempty"`
+}
+
+// LifecycleMessage publishes a state rule's event message on the events
+// topic (QoS 1, not retained).
+func LifecycleMessage(device string, l Lifecycle) (store.Message, error) {
+	if err := checkIDs(device, l.Rule); err != nil {
+		return store.Message{}, err
+	}
+	switch l.Type {
+	case LifecycleNew, LifecycleUpdate, LifecycleEnd:
+	default:
+		return store.Message{}, fmt.Errorf("mqtt: event type %q is not new, update or end", l.Type)
+	}
+	if l.ID == "" {
+		return store.Message{}, fmt.Errorf("mqtt: event of rule %s has no id", l.Rule)
+	}
+	b, err := json.Marshal(l)
+	if err != nil {
+		return store.Message{}, fmt.Errorf("mqtt: event %s: %w", l.ID, err)
 	}
 	return store.Message{Topic: NewTopics(device).Events(), Payload: b, QoS: 1}, nil
 }

@@ -272,6 +272,15 @@ mqtt: {broker: "tcp://%s", embedded_broker: {listen: %q}, stats_interval: 1s}
 	pub.Disconnect(100)
 	waitMessage(t, got, `sightd/test/rule/dark-clothes/enabled/set/reply {"ok":true,"rule":"dark-clothes","state":"OFF"}`)
 	waitMessage(t, got, "sightd/test/rule/dark-clothes/enabled OFF")
+	// The stats follow the model swap (they come every second).
+	waitUntil(t, "stats of the new model", func() bool {
+		for _, m := range got() {
+			if strings.HasPrefix(m, "sightd/test/stats ") && strings.Contains(m, `"model_version":2`) {
+				return true
+			}
+		}
+		return false
+	})
 	cancel()
 	select {
 	case err := <-done:

@@ -244,6 +244,7 @@ func TestDiscoveryStatesAndEvents(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitFor(t, 30*time.Second, "stats published", func() bool { return c.PublishNow(stats) })
+	s.waitFor(t, "stats", func() bool { _, ok := s.get(stats.Topic); return ok })
 	// The switches' states come from the first sync: both rules enabled,
 	// both cameras detecting.
 	for _, topic := range []string{"sightd/test/rule/door/enabled", "sightd/test/rule/package/enabled",

@@ -134,6 +134,20 @@ func (c *Camera) SetRules(set *Set) {
 	c.set, c.state = set, keep
 }
 
+// Reset forgets every rule's state on this camera: all start OFF again
+// (the camera's detection was switched off).
+// The baselines stay: they describe the scene, not the rules' state.
+func (c *Camera) Reset() {
+	if c.set == nil {
+		return
+	}
+	for _, r := range c.set.Rules {
+		if st, ok := c.state[r.Rule.ID]; ok {
+			st.decider = NewDecider(r.Rule)
+		}
+	}
+}
+
 func sameDecision(d *Decider, r *Rule) bool {
 	n := NewDecider(r)
 	return d.on == n.on && d.off == n.off && d.n == n.n && d.m == n.m && d.kind == n.kind && d.cooldown == n.cooldown

@@ -200,20 +200,8 @@ mqtt: {broker: "tcp://%s"}
 	// A rule switch turned off in HA disables the rule in sightd.
 	checkRuleSwitch(t, ctx, ha, ents, "http://"+listen)
 
-	// HA read every config and message without a complaint.
-	log, err := ha.Log()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, p := range hatest.Problems(log, "mqtt", "sightd") {
-		t.Errorf("home-assistant.log: %s", p)
-	}
-	for _, p := range hatest.Problems(log) {
-		t.Logf("home-assistant.log (not about MQTT or sightd): %s", p)
-	}
-
 	if path := os.Getenv("SIGHTD_HA_SCREENSHOT"); path != "" {
-		screenshot(t, ctx, ha, path)
+		screenshot(t, ctx, ha, ents, states, path)
 	}
 
 	// sightd stops: every entity goes unavailable.
@@ -235,6 +223,19 @@ mqtt: {broker: "tcp://%s"}
 		}
 		return len(avail) == 0, "still available: " + strings.Join(avail, ", ")
 	})
+
+	// HA read every config and message, from the start to sightd's stop,
+	// without a complaint.
+	log, err := ha.Log()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range hatest.Problems(log, "mqtt", "sightd") {
+		t.Errorf("home-assistant.log: %s", p)
+	}
+	for _, p := range hatest.Problems(log) {
+		t.Logf("home-assistant.log (not about MQTT or sightd): %s", p)
+	}
 }
 
 // haEntity is one discovery config of sightd's and the entity HA made of it.
@@ -243,6 +244,7 @@ type haEntity struct {
 	Name              string   `json:"name"`
 	EventTypes        []string `json:"event_types"`
 	CommandTopic      string   `json:"command_topic"`
+	StateTopic        string   `json:"state_topic"`
 	DeviceClass       string   `json:"device_class"`
 	UnitOfMeasurement string   `json:"unit_of_measurement"`
 
@@ -300,6 +302,11 @@ func (e haEntity) badState(s hatest.State) string {
 		if v, _ := s.Attributes["installed_version"].(string); v == "" {
 			return "no installed_version"
 		}
+		// The test configures no OTA: HA must not offer an install
+		// (UpdateEntityFeature.INSTALL is 1).
+		if f, _ := s.Attributes["supported_features"].(float64); int(f)&1 != 0 {
+			return fmt.Sprintf("supported_features %v offers an install without OTA", f)
+		}
 	case "image":
 		return timestamp()
 	case "event":
@@ -336,28 +343,37 @@ func checkRuleSwitch(t *testing.T, ctx context.Context, ha *hatest.HA, ents []ha
 		}
 	}
 	if sw == nil {
-		// TODO: an error once sightd announces rule switches.
-		t.Logf("NOT TESTED: no switch entity for rule %s announced", haEventRule)
+		t.Errorf("no switch entity for rule %s announced", haEventRule)
 		return
 	}
-	if err := ha.CallService(ctx, "switch", "turn_off", map[string]any{"entity_id": sw.entityID}); err != nil {
-		t.Fatal(err)
+	if sw.StateTopic == "" {
+		// HA would show an optimistic switch off without sightd's word.
+		t.Errorf("%s has no state_topic", sw.entityID)
 	}
-	waitHA(t, ctx, ha, "rule "+haEventRule+" disabled in sightd", func() (bool, string) {
-		enabled, err := ruleEnabled(ctx, api, haEventRule)
-		if err != nil {
-			return false, err.Error()
+	for _, on := range []bool{false, true} {
+		service, want := "turn_off", "off"
+		if on {
+			service, want = "turn_on", "on"
 		}
-		return !enabled, "still enabled"
-	})
-	waitHA(t, ctx, ha, sw.entityID+" off in Home Assistant", func() (bool, string) {
-		states, err := ha.States(ctx)
-		if err != nil {
-			return false, err.Error()
+		if err := ha.CallService(ctx, "switch", service, map[string]any{"entity_id": sw.entityID}); err != nil {
+			t.Fatal(err)
 		}
-		s := states[sw.entityID].State
-		return s == "off", "state " + s
-	})
+		waitHA(t, ctx, ha, fmt.Sprintf("rule %s enabled=%v in sightd", haEventRule, on), func() (bool, string) {
+			enabled, err := ruleEnabled(ctx, api, haEventRule)
+			if err != nil {
+				return false, err.Error()
+			}
+			return enabled == on, fmt.Sprintf("enabled=%v", enabled)
+		})
+		waitHA(t, ctx, ha, sw.entityID+" "+want+" in Home Assistant", func() (bool, string) {
+			states, err := ha.States(ctx)
+			if err != nil {
+				return false, err.Error()
+			}
+			s := states[sw.entityID].State
+			return s == want, "state " + s
+		})
+	}
 }
 
 // ruleEnabled asks sightd's HTTP API whether a rule is enabled.
@@ -465,28 +481,34 @@ func getJSON(ctx context.Context, url string, out any) error {
 }
 
 // screenshot takes HA's overview dashboard (every entity, grouped by
-// device) with Debian's headless Chromium: it opens the address the login
-// page would send a browser to, so the frontend logs itself in.
-func screenshot(t *testing.T, ctx context.Context, ha *hatest.HA, path string) {
+// device) with Debian's headless Chromium once it has rendered the device's
+// card and every snapshot sightd has sent: the browser opens the address the
+// login page would send it to, so the frontend logs itself in.
+func screenshot(t *testing.T, ctx context.Context, ha *hatest.HA, ents []haEntity, states map[string]hatest.State, path string) {
 	t.Helper()
 	chromium, err := exec.LookPath("chromium")
 	if err != nil {
 		t.Fatalf("screenshot: %v (make ha-screenshot installs Debian's chromium)", err)
 	}
+	images := 0
+	for _, e := range ents {
+		if e.component == "image" && states[e.entityID].State != "unknown" {
+			images++
+		}
+	}
 	code, err := ha.LoginCode(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
+	ctx, cancel := context.WithTimeout(ctx, 3*time.Minute)
+	defer cancel()
+	png, err := hatest.Screenshot(ctx, chromium, t.TempDir(), ha.AuthCallbackURL(code), 1280, 1950, images)
+	if err != nil {
+		t.Fatal(err)
+	}
 	os.MkdirAll(filepath.Dir(path), 0o755)
-	os.Remove(path)
-	cmd := exec.CommandContext(ctx, chromium, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
-		"--user-data-dir="+t.TempDir(), "--window-size=1280,1000", "--virtual-time-budget=30000",
-		"--screenshot="+path, ha.AuthCallbackURL(code))
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("chromium: %v\n%s", err, out)
+	if err := os.WriteFile(path, png, 0o644); err != nil {
+		t.Fatal(err)
 	}
-	if fi, err := os.Stat(path); err != nil || fi.Size() == 0 {
-		t.Fatalf("chromium wrote no screenshot: %v", err)
-	}
-	t.Logf("screenshot: %s", path)
+	t.Logf("screenshot: %s (%d bytes)", path, len(png))
 }

@@ -569,8 +569,9 @@ bench-export: export-deps build deps-fixtures
 #                   states. `make test` runs it too (go test sees SIGHTD_HA_VENV).
 # make ha-lock      daemon/hatest/requirements.lock from requirements.in, with the
 #                   release's own package_constraints.txt as constraints.
-# make ha-screenshot  bin/ha-dashboard.png: HA's overview dashboard with sightd's
-#                   entities, taken by headless Chromium (Debian's chromium).
+# make ha-screenshot  bin/ha-dashboard.png (HA's overview dashboard with sightd's
+#                   sensors and pictures) and bin/ha-device.png (sightd's device
+#                   page: every entity), by headless Chromium (Debian's chromium).
 HA_DIR        := daemon/hatest
 HA_LOCK       := $(HA_DIR)/requirements.lock
 HA_VERSION    := 2024.3.3
@@ -610,6 +611,6 @@ test-ha: deps build ha-deps
 
 ha-screenshot: deps build ha-deps
 	$(call apt-install,$(HA_SCREENSHOT_APT_PACKAGES))
-	SIGHTD_HA_VENV=$(HA_VENV) SIGHTD_HA_SCREENSHOT=$(CURDIR)/bin/ha-dashboard.png \
+	SIGHTD_HA_VENV=$(HA_VENV) SIGHTD_HA_SCREENSHOTS=$(CURDIR)/bin \
 	  $(GO) test $(GO_TAGS) -count=1 -timeout 20m -run '^TestHomeAssistant$$' ./daemon
-	@echo "ha-screenshot: bin/ha-dashboard.png"
+	@echo "ha-screenshot: bin/ha-dashboard.png (the overview dashboard), bin/ha-device.png (sightd's device page)"

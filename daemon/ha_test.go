@@ -200,8 +200,8 @@ mqtt: {broker: "tcp://%s"}
 	// A rule switch turned off in HA disables the rule in sightd.
 	checkRuleSwitch(t, ctx, ha, ents, "http://"+listen)
 
-	if path := os.Getenv("SIGHTD_HA_SCREENSHOT"); path != "" {
-		screenshot(t, ctx, ha, ents, states, path)
+	if dir := os.Getenv("SIGHTD_HA_SCREENSHOTS"); dir != "" {
+		screenshots(t, ctx, ha, ents, states, dir)
 	}
 
 	// sightd stops: every entity goes unavailable.
@@ -480,11 +480,14 @@ func getJSON(ctx context.Context, url string, out any) error {
 	return json.NewDecoder(resp.Body).Decode(out)
 }
 
-// screenshot takes HA's overview dashboard (every entity, grouped by
-// device) with Debian's headless Chromium once it has rendered the device's
-// card and every snapshot sightd has sent: the browser opens the address the
-// login page would send it to, so the frontend logs itself in.
-func screenshot(t *testing.T, ctx context.Context, ha *hatest.HA, ents []haEntity, states map[string]hatest.State, path string) {
+// screenshots takes two pages of HA's frontend with Debian's headless
+// Chromium: the overview dashboard (sightd's device card with its sensors,
+// and its pictures) once it has rendered every snapshot sightd has sent,
+// and the device page, which also lists the switches, the update and the
+// event entity (config entities and events stay off the overview). The
+// browser opens the address the login page would send it to, so the
+// frontend logs itself in.
+func screenshots(t *testing.T, ctx context.Context, ha *hatest.HA, ents []haEntity, states map[string]hatest.State, dir string) {
 	t.Helper()
 	chromium, err := exec.LookPath("chromium")
 	if err != nil {
@@ -496,19 +499,40 @@ func screenshot(t *testing.T, ctx context.Context, ha *hatest.HA, ents []haEntit
 			images++
 		}
 	}
-	code, err := ha.LoginCode(ctx)
+	reg, err := ha.Registry(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithTimeout(ctx, 3*time.Minute)
-	defer cancel()
-	png, err := hatest.Screenshot(ctx, chromium, t.TempDir(), ha.AuthCallbackURL(code), 1280, 1950, images)
-	if err != nil {
-		t.Fatal(err)
+	device := ""
+	for _, r := range reg {
+		if r.EntityID == ents[0].entityID {
+			device = r.DeviceID
+		}
 	}
-	os.MkdirAll(filepath.Dir(path), 0o755)
-	if err := os.WriteFile(path, png, 0o644); err != nil {
-		t.Fatal(err)
+	shots := []struct {
+		file, path string
+		ready      hatest.Ready
+		height     int
+	}{
+		{"ha-dashboard.png", "/", hatest.Ready{Tag: "HUI-ENTITIES-CARD", Images: images}, 1950},
+		{"ha-device.png", "/config/devices/device/" + device, hatest.Ready{Tag: "HA-DEVICE-ENTITIES-CARD"}, 1750},
 	}
-	t.Logf("screenshot: %s (%d bytes)", path, len(png))
+	os.MkdirAll(dir, 0o755)
+	for _, s := range shots {
+		code, err := ha.LoginCode(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithTimeout(ctx, 3*time.Minute)
+		png, err := hatest.Screenshot(ctx, chromium, t.TempDir(), ha.AuthCallbackURL(s.path, code), 1280, s.height, s.ready)
+		cancel()
+		if err != nil {
+			t.Fatal(err)
+		}
+		path := filepath.Join(dir, s.file)
+		if err := os.WriteFile(path, png, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("screenshot: %s (%d bytes)", path, len(png))
+	}
 }

@@ -274,11 +274,12 @@ func (ha *HA) LoginCode(ctx context.Context) (string, error) {
 	return done.Result, nil
 }
 
-// AuthCallbackURL is the address the login page sends a browser to after a
-// login: the frontend redeems code there and keeps the tokens.
-func (ha *HA) AuthCallbackURL(code string) string {
+// AuthCallbackURL is the address of path (e.g. "/", a dashboard) as the
+// login page sends a browser there after a login: the frontend redeems code
+// and keeps the tokens.
+func (ha *HA) AuthCallbackURL(path, code string) string {
 	state, _ := json.Marshal(map[string]string{"hassUrl": ha.URL, "clientId": ha.ClientID})
-	return ha.URL + "/?" + url.Values{
+	return ha.URL + path + "?" + url.Values{
 		"auth_callback": {"1"}, "code": {code}, "state": {base64.StdEncoding.EncodeToString(state)}, // the frontend decodes it with atob
 	}.Encode()
 }
@@ -362,6 +363,7 @@ type RegistryEntry struct {
 	EntityID string `json:"entity_id"`
 	UniqueID string `json:"unique_id"`
 	Platform string `json:"platform"`
+	DeviceID string `json:"device_id"`
 }
 
 // Registry lists the entity registry. Only the websocket API has it; the

@@ -17,15 +17,23 @@ import (
 	"github.com/gorilla/websocket"
 )
 
-// dashboardProbe counts what the overview dashboard shows: entities cards,
-// pictures (and how many have loaded), spinners. The frontend lives in
-// shadow DOMs, so the walk goes into each.
-const dashboardProbe = `(() => {
-  const found = {cards: 0, images: 0, loaded: 0, spinners: 0};
+// Ready says when a page of the frontend has finished loading: an element
+// named Tag rendered (e.g. HUI-ENTITIES-CARD, a card of a dashboard), at
+// least Images pictures loaded, and no spinner.
+type Ready struct {
+	Tag    string
+	Images int
+}
+
+// pageProbe counts, for Ready, the elements named by its argument, the
+// pictures (and how many have loaded) and the spinners. The frontend lives
+// in shadow DOMs, so the walk goes into each.
+const pageProbe = `((tag) => {
+  const found = {tags: 0, images: 0, loaded: 0, spinners: 0};
   const walk = (n) => {
     if (n.shadowRoot) walk(n.shadowRoot);
     for (const c of n.children || []) walk(c);
-    if (n.tagName === 'HUI-ENTITIES-CARD') found.cards++;
+    if (n.tagName === tag) found.tags++;
     if (n.tagName === 'IMG') {
       found.images++;
       if (n.complete && n.naturalWidth > 0) found.loaded++;
@@ -34,24 +42,25 @@ const dashboardProbe = `(() => {
   };
   walk(document.documentElement);
   return found;
-})()`
+})(%q)`
 
-// dashboard is dashboardProbe's answer.
-type dashboard struct {
-	Cards, Images, Loaded, Spinners int
+// page is pageProbe's answer.
+type page struct {
+	Tags, Images, Loaded, Spinners int
 }
 
 // devtoolsLine is what Chromium prints once its DevTools endpoint listens.
 var devtoolsLine = regexp.MustCompile(`DevTools listening on (ws://\S+)`)
 
 // Screenshot opens address in headless Chromium (width x height), waits
-// until HA's dashboard has rendered an entities card and at least minImages
-// loaded pictures and shows no spinner, and returns a PNG of it. It drives
+// until the page is ready, and returns a PNG of it. It drives
 // Chromium over the DevTools protocol: Chromium's own --screenshot after a
 // fixed "virtual time budget" took a half-loaded page.
-func Screenshot(ctx context.Context, chromium, profile, address string, width, height, minImages int) ([]byte, error) {
+func Screenshot(ctx context.Context, chromium, profile, address string, width, height int, ready Ready) ([]byte, error) {
+	// No name resolves but the loopback's: the frontend links pictures
+	// from the internet (integrations' logos), which a test must not reach.
 	cmd := exec.CommandContext(ctx, chromium, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
-		"--remote-debugging-port=0", "--user-data-dir="+profile, fmt.Sprintf("--window-size=%d,%d", width, height), "about:blank")
+		"--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1", "--remote-debugging-port=0", "--user-data-dir="+profile, fmt.Sprintf("--window-size=%d,%d", width, height), "about:blank")
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
 		return nil, fmt.Errorf("chromium: %w", err)
@@ -80,11 +89,11 @@ func Screenshot(ctx context.Context, chromium, profile, address string, width, h
 	case <-ctx.Done():
 		return nil, fmt.Errorf("chromium: no DevTools endpoint: %w", ctx.Err())
 	}
-	page, err := pageTarget(ctx, endpoint)
+	target, err := pageTarget(ctx, endpoint)
 	if err != nil {
 		return nil, err
 	}
-	c, _, err := websocket.DefaultDialer.DialContext(ctx, page, nil)
+	c, _, err := websocket.DefaultDialer.DialContext(ctx, target, nil)
 	if err != nil {
 		return nil, fmt.Errorf("chromium devtools: %w", err)
 	}
@@ -93,28 +102,29 @@ func Screenshot(ctx context.Context, chromium, profile, address string, width, h
 	if _, err := cdp.call(ctx, "Page.navigate", map[string]any{"url": address}); err != nil {
 		return nil, err
 	}
-	var last dashboard
+	probe := fmt.Sprintf(pageProbe, ready.Tag)
+	var last page
 	for {
-		res, err := cdp.call(ctx, "Runtime.evaluate", map[string]any{"expression": dashboardProbe, "returnByValue": true})
+		res, err := cdp.call(ctx, "Runtime.evaluate", map[string]any{"expression": probe, "returnByValue": true})
 		if err != nil {
 			return nil, err
 		}
 		var v struct {
 			Result struct {
-				Value dashboard `json:"value"`
+				Value page `json:"value"`
 			} `json:"result"`
 		}
 		if err := json.Unmarshal(res, &v); err != nil {
-			return nil, fmt.Errorf("chromium: the dashboard probe: %w", err)
+			return nil, fmt.Errorf("chromium: the page probe: %w", err)
 		}
 		last = v.Result.Value
-		if last.Cards > 0 && last.Spinners == 0 && last.Loaded >= minImages {
+		if last.Tags > 0 && last.Spinners == 0 && last.Loaded >= ready.Images {
 			break
 		}
 		select {
 		case <-ctx.Done():
-			return nil, fmt.Errorf("chromium: the dashboard did not finish loading (%+v, want a card, no spinner, %d pictures): %w",
-				last, minImages, ctx.Err())
+			return nil, fmt.Errorf("chromium: %s did not finish loading (%+v, want %+v and no spinner): %w",
+				address, last, ready, ctx.Err())
 		case <-time.After(500 * time.Millisecond):
 		}
 	}

@@ -81,7 +81,7 @@ func (s switches) SetDetection(ctx context.Context, camera string, on bool) erro
 	}
 	p.SetDetection(on)
 	if !on {
-		s.d.endEvents(ctx, camera)
+		s.d.endEvents(ctx, func(_, cam string) bool { return cam == camera })
 	}
 	return nil
 }

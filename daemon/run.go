@@ -348,6 +348,12 @@ func (d *daemon) rulesChanged(ctx context.Context) {
 	for _, p := range d.pipes {
 		p.SetRules(set)
 	}
+	// Events of rules disabled or deleted end: their pipelines forget them.
+	live := map[string]bool{}
+	for _, c := range set.Rules {
+		live[c.Rule.ID] = c.Rule.IsEnabled()
+	}
+	d.endEvents(ctx, func(rule, _ string) bool { return !live[rule] })
 	if d.mqtt != nil {
 		d.mqtt.Resync()
 	}

@@ -272,6 +272,22 @@ mqtt: {broker: "tcp://%s", embedded_broker: {listen: %q}, stats_interval: 1s}
 	pub.Disconnect(100)
 	waitMessage(t, got, `sightd/test/rule/dark-clothes/enabled/set/reply {"ok":true,"rule":"dark-clothes","state":"OFF"}`)
 	waitMessage(t, got, "sightd/test/rule/dark-clothes/enabled OFF")
+	// Disabled, the rule's event under way (if any) ends; none starts.
+	waitUntil(t, "every event of the disabled rule to end", func() bool {
+		open := map[string]bool{}
+		for _, m := range got() {
+			var l struct{ Type, ID, Rule string }
+			if p, ok := strings.CutPrefix(m, "sightd/test/events "); ok && json.Unmarshal([]byte(p), &l) == nil && l.Rule == "dark-clothes" {
+				open[l.ID] = l.Type != "end"
+			}
+		}
+		for _, o := range open {
+			if o {
+				return false
+			}
+		}
+		return true
+	})
 	// The stats follow the model swap (they come every second).
 	waitUntil(t, "stats of the new model", func() bool {
 		for _, m := range got() {

@@ -162,6 +162,7 @@ func runDaemon(ctx context.Context, cfg *config.Config, log zerolog.Logger, ctl 
 	go wd.Run(runCtx)
 	var wg sync.WaitGroup
 	errs := make(chan error, len(d.pipes)+1)
+	d.statesOff(runCtx) // queued before any camera can change them
 	for _, p := range d.pipes {
 		wg.Add(1)
 		go func() {

@@ -305,6 +305,21 @@ bench-memory: build bench-bundle bench-video
 	$(GO) run ./daemon/procstat/cmd/memtable -runs $(MEMORY_RUNS) -frames $(MEMORY_FRAMES) -bundle bin/bench-bundle -source bin/street-720p.avi \
 	  bin/sightd-opencv-all $(SIGHTD_BIN)
 
+# bin/record-vtest: a data set recorded from the street video vtest.avi by
+# `sightd camera record` (200 frames, at most one per 0.3 s of video), for
+# the distillation tests and benchmark. Made once; remade when the video or
+# the recording code changes. The stamp is written last: a run that failed
+# half way is done again.
+RECORD_VTEST      := bin/record-vtest
+RECORD_VTEST_ARGS := --frames 200 --every 0.3s
+.PHONY: record-vtest
+record-vtest: $(RECORD_VTEST)/.stamp
+
+$(RECORD_VTEST)/.stamp: $(OPENCV_DATA)/.stamp daemon/record_cmd.go daemon/record/manifest.go camera/gate.go camera/regions.go | build
+	rm -rf $(RECORD_VTEST)
+	$(SIGHTD_BIN) camera record --source $(OPENCV_DATA)/vtest.avi $(RECORD_VTEST_ARGS) --out $(RECORD_VTEST)
+	touch $@
+
 # The README's test command. Installs what it needs first. With
 # SIGHTD_HA_VENV set, daemon's TestHomeAssistant runs against a real Home
 # Assistant (see test-ha) instead of skipping.

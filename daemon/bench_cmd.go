@@ -27,7 +27,7 @@ func newBenchCmd() *cobra.Command {
 	var prompts []string
 	var rt runtimeFlags
 	cmd := &cobra.Command{
-		Use:   "bench --bundle B --source S",
+		Use:   "bench --bundle B (--source S | --compare)",
 		Short: "Run the real pipeline on a source and report its speed",
 		Long: "Runs source -> gate -> regions -> encode -> match -> decide for N frames (files as\n" +
 			"fast as the pipeline takes them) and prints frames/s, the invoke time alone (the\n" +

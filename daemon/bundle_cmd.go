@@ -227,7 +227,7 @@ func newBundleSignCmd() *cobra.Command {
 			return nil
 		},
 	}
-	cmd.Flags().StringVar(&keyFile, "key", "", "private key file (from `sightd bundle keygen`)")
+	cmd.Flags().StringVar(&keyFile, "key", "", "private key file K (from sightd bundle keygen)")
 	cmd.Flags().StringVar(&expires, "expires", "720h", "when devices stop accepting the signature: a duration from now or an RFC 3339 time")
 	cmd.Flags().StringVarP(&out, "output", "o", "", "write the signed tar here instead of replacing IN")
 	return cmd

@@ -22,7 +22,7 @@ func newCameraCmd() *cobra.Command {
 		Short: "Camera tools",
 		Args:  cobra.NoArgs,
 	}
-	cmd.AddCommand(newCameraCheckCmd(), newCaptureWorkerCmd())
+	cmd.AddCommand(newCameraCheckCmd(), newCameraRecordCmd(), newCaptureWorkerCmd())
 	return cmd
 }
 
@@ -80,10 +80,8 @@ func newCameraCheckCmd() *cobra.Command {
 			if o.frames < 1 {
 				return fmt.Errorf("--frames %d: want at least 1", o.frames)
 			}
-			if o.grid != "" {
-				if _, err := fmt.Sscanf(o.grid, "%dx%d", &cfg.Regions.Grid.Rows, &cfg.Regions.Grid.Cols); err != nil {
-					return fmt.Errorf("--grid %q: want ROWSxCOLS, such as 2x3", o.grid)
-				}
+			if err := parseGrid(o.grid, &cfg.Regions.Grid); err != nil {
+				return err
 			}
 			// Outages are printed by the command itself; the logs add the
 			// retries with -v.

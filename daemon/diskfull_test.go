@@ -66,6 +66,22 @@ func fillDisk(t *testing.T, path string, leave int64) {
 	}
 }
 
+// mountTmpfs mounts a tmpfs of mb MB (as root) on a temporary directory,
+// unmounted when the test ends.
+func mountTmpfs(t *testing.T, mb int) string {
+	t.Helper()
+	mnt := t.TempDir()
+	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", fmt.Sprintf("size=%dm", mb), "tmpfs", mnt).CombinedOutput(); err != nil {
+		t.Fatalf("mount a %d MB tmpfs (as root): %v: %s", mb, err, out)
+	}
+	t.Cleanup(func() {
+		if out, err := exec.Command("umount", mnt).CombinedOutput(); err != nil {
+			t.Errorf("umount %s: %v: %s", mnt, err, out)
+		}
+	})
+	return mnt
+}
+
 // The daemon with its store on a real 24 MB tmpfs, the street video firing
 // its rule with snapshots and the embedded broker: another program fills
 // the disk to within 3 MiB (below the 6 MiB floor). sightd gives back its
@@ -76,15 +92,7 @@ func TestRunDaemonDiskFull(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("SKIPPED: mounting a 24 MB tmpfs for the store needs root; store TestSpaceLevelsRefuseInOrder covers the levels without it")
 	}
-	mnt := t.TempDir()
-	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=24m", "tmpfs", mnt).CombinedOutput(); err != nil {
-		t.Fatalf("mount a 24 MB tmpfs (as root): %v: %s", err, out)
-	}
-	t.Cleanup(func() {
-		if out, err := exec.Command("umount", mnt).CombinedOutput(); err != nil {
-			t.Errorf("umount %s: %v: %s", mnt, err, out)
-		}
-	})
+	mnt := mountTmpfs(t, 24)
 	listen, broker := freePort(t), freePort(t)
 	// Floor 2 x 2 MiB + 2 MiB = 6 MiB, reserve 8 MiB.
 	yml := fmt.Sprintf(`

@@ -140,7 +140,19 @@ mqtt: {broker: "tcp://%s"}
 		t.Fatalf("after the first run: %d detections, %d messages still queued", first, queued)
 	}
 	// A restart continues where it left off: same database, same device.
+	// The first run stopped with the rule ON (retained); the new run's
+	// state starts OFF, before its camera turns it ON again.
+	seen := len(got())
 	run("sightd/e2e/rule/dark-clothes/state ON")
+	var states []string
+	for _, m := range got()[seen:] {
+		if s, ok := strings.CutPrefix(m, "sightd/e2e/rule/dark-clothes/state "); ok {
+			states = append(states, s)
+		}
+	}
+	if len(states) < 2 || states[0] != "OFF" || states[1] != "ON" {
+		t.Errorf("states after the restart %v: want OFF, then ON", states)
+	}
 	if n, _ := countDetections(); n <= first {
 		t.Fatalf("after a restart: %d detections, want more than %d", n, first)
 	}

@@ -74,13 +74,14 @@ func (e *episodes) next(det rules.Detection, update bool, snapshot string) mqtt.
 	return l
 }
 
-// endOn ends every event under way on camera at t: its detection was
-// switched off. Each end's after is the event's best detection turned OFF.
-func (e *episodes) endOn(camera string, t time.Time) []mqtt.Lifecycle {
+// endWhere ends every event under way whose rule and camera match, at t
+// (a camera's detection switched off, a rule disabled). Each end's after is
+// the event's best detection turned OFF.
+func (e *episodes) endWhere(match func(rule, camera string) bool, t time.Time) []mqtt.Lifecycle {
 	e.mu.Lock()
 	var off []rules.Detection
 	for key, ep := range e.open {
-		if key[1] == camera {
+		if match(key[0], key[1]) {
 			d := ep.best
 			d.State, d.Time = "OFF", t
 			off = append(off, d)
@@ -131,11 +132,12 @@ func (d *daemon) eventMessage(ctx context.Context, e pipeline.Event) (store.Mess
 	return m, nil
 }
 
-// endEvents ends the events under way on camera (its detection was
-// switched off): their state rules go OFF.
-func (d *daemon) endEvents(ctx context.Context, camera string) {
+// endEvents ends the events under way whose rule and camera match (a
+// camera's detection switched off, a rule disabled or deleted): their
+// state rules go OFF.
+func (d *daemon) endEvents(ctx context.Context, match func(rule, camera string) bool) {
 	dev := d.cfg.Device.ID
-	for _, l := range d.episodes.endOn(camera, time.Now().UTC()) {
+	for _, l := range d.episodes.endWhere(match, time.Now().UTC()) {
 		m, err := mqtt.LifecycleMessage(dev, l)
 		if err == nil {
 			d.keepEvent(ctx, l.ID, m.Payload)
@@ -148,7 +150,7 @@ func (d *daemon) endEvents(ctx context.Context, camera string) {
 			err = d.push(ctx, m)
 		}
 		if err != nil {
-			d.log.Warn().Err(err).Str("rule", l.Rule).Str("camera", camera).Msg("event end not published")
+			d.log.Warn().Err(err).Str("rule", l.Rule).Str("camera", l.Camera).Msg("event end not published")
 		}
 	}
 }

@@ -36,12 +36,12 @@ func TestEpisodes(t *testing.T) {
 	if end.EndTime == nil || !end.EndTime.Equal(t0.Add(30*time.Second)) || end.After.ID != "a4" {
 		t.Errorf("end: %+v", end)
 	}
-	ends := e.endOn("garage", t0.Add(time.Minute))
+	ends := e.endWhere(func(_, cam string) bool { return cam == "garage" }, t0.Add(time.Minute))
 	if len(ends) != 1 {
 		t.Fatalf("ended %d events on garage", len(ends))
 	}
 	check(ends[0], "end", "b1", "", 60, "b1")
-	if ends[0].After.State != "OFF" || len(e.endOn("garage", t0)) != 0 || len(e.endOn("porch", t0)) != 0 {
+	if ends[0].After.State != "OFF" || len(e.endWhere(func(string, string) bool { return true }, t0)) != 0 {
 		t.Errorf("events left under way: %+v", e.open)
 	}
 }

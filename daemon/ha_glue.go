@@ -81,7 +81,7 @@ func (s switches) SetDetection(ctx context.Context, camera string, on bool) erro
 	}
 	p.SetDetection(on)
 	if !on {
-		s.d.endEvents(ctx, camera)
+		s.d.endEvents(ctx, func(_, cam string) bool { return cam == camera })
 	}
 	return nil
 }
@@ -172,6 +172,32 @@ func (d *daemon) motion(camera string) func(on bool) {
 	}
 }
 
+// statesOff queues OFF for every state rule before the cameras start:
+// their deciders start OFF, whatever the retained state of the last run says
+// (a stop while a rule was ON leaves it ON).
+func (d *daemon) statesOff(ctx context.Context) {
+	if d.mqtt == nil {
+		return
+	}
+	list, err := lockedRules{d}.List(ctx)
+	if err != nil {
+		d.log.Warn().Err(err).Msg("listing the rules")
+		return
+	}
+	for _, r := range list {
+		if r.Kind != rules.State {
+			continue
+		}
+		m, err := mqtt.StateMessage(d.cfg.Device.ID, r.ID, false)
+		if err == nil {
+			err = d.mqtt.Push(ctx, m)
+		}
+		if err != nil {
+			d.log.Warn().Err(err).Str("rule", r.ID).Msg("initial OFF not queued")
+		}
+	}
+}
+
 // camerasOffline says every camera is offline after a clean stop, so that
 // no subscriber sees a camera of a stopped sightd as online.
 func (d *daemon) camerasOffline(ctx context.Context) {
@@ -195,15 +221,19 @@ func (d *daemon) camerasOffline(ctx context.Context) {
 }
 
 // publishStats sends the stats every interval, directly rather than
-// through the outbox: stale figures are worth nothing after an outage.
+// through the outbox: stale figures are worth nothing after an outage. The
+// first go out a second after start (and every second until one is
+// delivered), so that Home Assistant's sensors do not wait an interval.
 func (d *daemon) publishStats(ctx context.Context, every time.Duration) {
 	prev := make([]frameCounts, len(d.pipes))
 	at := time.Now()
 	for i, p := range d.pipes {
 		prev[i] = countsOf(p)
 	}
-	t := time.NewTicker(every)
+	first := min(time.Second, every)
+	t := time.NewTicker(first)
 	defer t.Stop()
+	sent := false
 	for {
 		select {
 		case <-ctx.Done():
@@ -211,10 +241,14 @@ func (d *daemon) publishStats(ctx context.Context, every time.Duration) {
 		case now := <-t.C:
 			s := d.stats(prev, now.Sub(at))
 			at = now
-			if m, err := mqtt.StatsMessage(d.cfg.Device.ID, s); err == nil {
-				d.mqtt.PublishNow(m)
-			} else {
+			m, err := mqtt.StatsMessage(d.cfg.Device.ID, s)
+			if err != nil {
 				d.log.Warn().Err(err).Msg("stats")
+				continue
+			}
+			if d.mqtt.PublishNow(m) && !sent {
+				sent = true
+				t.Reset(every)
 			}
 		}
 	}

@@ -117,7 +117,7 @@ func (f *ruleFlags) register(cmd *cobra.Command) {
 	fl.Float64Var(&f.hysteresis, "hysteresis", 0, "how far below the threshold to turn off (default 0.1)")
 	fl.IntVar(&f.frames, "frames", 0, "frames of the window that must agree (default 2)")
 	fl.IntVar(&f.window, "window", 0, "window of frames (default 3)")
-	fl.DurationVar(&f.cooldown, "cooldown", 0, "least time between firings or changes (default 1m for events)")
+	fl.DurationVar(&f.cooldown, "cooldown", 0, "least time between two firings (event) or two changes (state) (default 1m for events, 10s for states)")
 	fl.StringVar(&f.jsonFile, "json", "", "read the rule as JSON from this file ('-' for standard input) instead")
 }
 

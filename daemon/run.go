@@ -162,6 +162,7 @@ func runDaemon(ctx context.Context, cfg *config.Config, log zerolog.Logger, ctl 
 	go wd.Run(runCtx)
 	var wg sync.WaitGroup
 	errs := make(chan error, len(d.pipes)+1)
+	d.statesOff(runCtx) // queued before any camera can change them
 	for _, p := range d.pipes {
 		wg.Add(1)
 		go func() {
@@ -348,6 +349,12 @@ func (d *daemon) rulesChanged(ctx context.Context) {
 	for _, p := range d.pipes {
 		p.SetRules(set)
 	}
+	// Events of rules disabled or deleted end: their pipelines forget them.
+	live := map[string]bool{}
+	for _, c := range set.Rules {
+		live[c.Rule.ID] = c.Rule.IsEnabled()
+	}
+	d.endEvents(ctx, func(rule, _ string) bool { return !live[rule] })
 	if d.mqtt != nil {
 		d.mqtt.Resync()
 	}

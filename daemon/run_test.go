@@ -50,6 +50,7 @@ cameras:
   - {name: attic, source: %q, retry_min: 50ms, retry_max: 200ms, stall: 200ms}
 rules:
   - {id: dark-clothes, prompts: ["something dark"], kind: state}
+  - {id: dark-passer, prompts: ["something dark"], cooldown: 1ms}
   - {id: purple, prompts: ["something purple"]}
 store: {dir: %q}
 http: {listen: %q}
@@ -249,7 +250,21 @@ mqtt: {broker: "tcp://%s", embedded_broker: {listen: %q}, stats_interval: 1s}
 	if len(types) < 2 || types[0] != "new" || types[len(types)-1] != "end" || lifecycle.Snapshot == "" {
 		t.Errorf("event %s: types %v, snapshot %q; want new, updates, end", lifecycle.ID, types, lifecycle.Snapshot)
 	}
-	for path, want := range map[string]string{"/api/events/" + lifecycle.ID: `"type":"end"`, "/api/events/" + lifecycle.ID + "/snapshot.jpg": "\xff\xd8\xff"} {
+	// An event rule's firing: one message, its id resolvable the same way.
+	var fired struct{ Type, EventType, ID, Snapshot string }
+	waitUntil(t, "an event rule to fire", func() bool {
+		for _, m := range got() {
+			if p, ok := strings.CutPrefix(m, "sightd/test/events "); ok && strings.Contains(p, `"event_type":"dark-passer"`) {
+				return json.Unmarshal([]byte(p), &fired) == nil
+			}
+		}
+		return false
+	})
+	if fired.Type != "event" || fired.Snapshot != fired.ID {
+		t.Errorf("event rule message: %+v", fired)
+	}
+	for path, want := range map[string]string{"/api/events/" + lifecycle.ID: `"type":"end"`, "/api/events/" + lifecycle.ID + "/snapshot.jpg": "\xff\xd8\xff",
+		"/api/events/" + fired.ID: `"event_type":"dark-passer"`, "/api/events/" + fired.ID + "/snapshot.jpg": "\xff\xd8\xff"} {
 		resp, err := http.Get("http://" + listen + path)
 		if err != nil {
 			t.Fatal(err)
@@ -272,6 +287,22 @@ mqtt: {broker: "tcp://%s", embedded_broker: {listen: %q}, stats_interval: 1s}
 	pub.Disconnect(100)
 	waitMessage(t, got, `sightd/test/rule/dark-clothes/enabled/set/reply {"ok":true,"rule":"dark-clothes","state":"OFF"}`)
 	waitMessage(t, got, "sightd/test/rule/dark-clothes/enabled OFF")
+	// Disabled, the rule's event under way (if any) ends; none starts.
+	waitUntil(t, "every event of the disabled rule to end", func() bool {
+		open := map[string]bool{}
+		for _, m := range got() {
+			var l struct{ Type, ID, Rule string }
+			if p, ok := strings.CutPrefix(m, "sightd/test/events "); ok && json.Unmarshal([]byte(p), &l) == nil && l.Rule == "dark-clothes" {
+				open[l.ID] = l.Type != "end"
+			}
+		}
+		for _, o := range open {
+			if o {
+				return false
+			}
+		}
+		return true
+	})
 	// The stats follow the model swap (they come every second).
 	waitUntil(t, "stats of the new model", func() bool {
 		for _, m := range got() {

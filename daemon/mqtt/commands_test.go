@@ -252,6 +252,11 @@ func TestCommands(t *testing.T) {
 			}
 		})
 	}
+	// The refused install shows where Home Assistant's update entity looks.
+	s.waitFor(t, "the refusal on model/event", func() bool {
+		r, _ := s.get(tp.ModelEvent())
+		return strings.Contains(string(r.payload), `"kind":"refused","reason":"model install: not available`)
+	})
 	if rep := cmd.send(tp.RuleSet(), `{"request_id":"bad1","rule":{"id":"x","prompts":["x"],"threshold":3}}`); rep.RequestID != "bad1" {
 		t.Errorf("request id not echoed on an error: %+v", rep)
 	}

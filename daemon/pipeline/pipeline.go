@@ -103,8 +103,9 @@ type Pipeline struct {
 		Tick()
 		Done()
 	}
-	// OnMotion, when set before Run, is told when the motion gate starts
-	// seeing motion and when it has seen none for MotionHold.
+	// OnMotion, when set before Run, is told the motion at the first frame,
+	// then when the motion gate starts seeing motion and when it has seen
+	// none for MotionHold.
 	OnMotion func(on bool)
 
 	cfg     camera.Config
@@ -134,6 +135,7 @@ type Pipeline struct {
 	paused     bool               // detection was off at the last frame
 	moving     atomic.Bool
 	lastMotion time.Time
+	motionSent bool // the first frame's motion was reported
 }
 
 // MotionHold is how long the gate must see no motion before the camera's
@@ -188,9 +190,11 @@ func (p *Pipeline) motion(t time.Time, moving bool) {
 		p.lastMotion = t
 	}
 	change := moving && !p.moving.Load() || !moving && p.moving.Load() && t.Sub(p.lastMotion) >= MotionHold
-	if !change {
+	// The first frame tells either way, so that subscribers know from the start.
+	if !change && p.motionSent {
 		return
 	}
+	p.motionSent = true
 	p.moving.Store(moving)
 	if p.OnMotion != nil {
 		p.OnMotion(moving)

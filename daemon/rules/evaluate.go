@@ -125,7 +125,9 @@ func (c *Camera) SetRules(set *Set) {
 	newModel := c.set != nil && c.set.ModelVersion != set.ModelVersion
 	keep := map[string]*ruleState{}
 	for _, r := range set.Rules {
-		if st, ok := c.state[r.Rule.ID]; ok && !newModel && sameDecision(st.decider, r.Rule) {
+		// A disabled rule starts OFF when it is enabled again, as the OFF
+		// published when it was disabled says.
+		if st, ok := c.state[r.Rule.ID]; ok && !newModel && sameDecision(st.decider, r.Rule) && r.Rule.IsEnabled() {
 			keep[r.Rule.ID] = st
 			continue
 		}

@@ -19,17 +19,18 @@ import (
 
 // Ready says when a page of the frontend has finished loading: an element
 // named Tag rendered (e.g. HUI-ENTITIES-CARD, a card of a dashboard), at
-// least Images pictures loaded, and no spinner.
+// least Images pictures loaded, no spinner, and every icon drawn.
 type Ready struct {
 	Tag    string
 	Images int
 }
 
 // pageProbe counts, for Ready, the elements named by its argument, the
-// pictures (and how many have loaded) and the spinners. The frontend lives
+// pictures (and how many have loaded), the spinners and the icons not
+// drawn yet. The frontend lives
 // in shadow DOMs, so the walk goes into each.
 const pageProbe = `((tag) => {
-  const found = {tags: 0, images: 0, loaded: 0, spinners: 0};
+  const found = {tags: 0, images: 0, loaded: 0, spinners: 0, icons: 0};
   const walk = (n) => {
     if (n.shadowRoot) walk(n.shadowRoot);
     for (const c of n.children || []) walk(c);
@@ -39,6 +40,8 @@ const pageProbe = `((tag) => {
       if (n.complete && n.naturalWidth > 0) found.loaded++;
     }
     if (n.tagName === 'HA-CIRCULAR-PROGRESS') found.spinners++;
+    // An icon is drawn once the frontend has fetched its path.
+    if (n.tagName === 'HA-SVG-ICON' && n.shadowRoot && !n.shadowRoot.querySelector('path')) found.icons++;
   };
   walk(document.documentElement);
   return found;
@@ -46,7 +49,7 @@ const pageProbe = `((tag) => {
 
 // page is pageProbe's answer.
 type page struct {
-	Tags, Images, Loaded, Spinners int
+	Tags, Images, Loaded, Spinners, Icons int
 }
 
 // devtoolsLine is what Chromium prints once its DevTools endpoint listens.
@@ -118,12 +121,12 @@ func Screenshot(ctx context.Context, chromium, profile, address string, width, h
 			return nil, fmt.Errorf("chromium: the page probe: %w", err)
 		}
 		last = v.Result.Value
-		if last.Tags > 0 && last.Spinners == 0 && last.Loaded >= ready.Images {
+		if last.Tags > 0 && last.Spinners == 0 && last.Icons == 0 && last.Loaded >= ready.Images {
 			break
 		}
 		select {
 		case <-ctx.Done():
-			return nil, fmt.Errorf("chromium: %s did not finish loading (%+v, want %+v and no spinner): %w",
+			return nil, fmt.Errorf("chromium: %s did not finish loading (%+v, want %+v, no spinner, every icon drawn): %w",
 				address, last, ready, ctx.Err())
 		case <-time.After(500 * time.Millisecond):
 		}

@@ -7,6 +7,8 @@
 #   make build ARCH=arm64   bin/linux_arm64/sightd, cross-compiled on amd64
 #   make test-arm64         the arithmetic and I/O tests under QEMU as a Pi 4 and a Pi 5
 #   make deb [ARCH=arm64]   bin/sightd_<version>_<arch>.deb; make test-deb installs and purges it
+#   make test-ha            sightd against a real Home Assistant (make test runs it too)
+#   make ha-screenshot      bin/ha-dashboard.png, bin/ha-device.png: Home Assistant showing sightd
 
 SHELL := /bin/bash
 .SHELLFLAGS := -eu -o pipefail -c

@@ -131,67 +131,43 @@ mqtt: {broker: "tcp://%s"}
 		}
 	}()
 
-	// Every entity sightd announces, as HA registered it.
+	// Every entity sightd announces, as HA registered it, each with the
+	// state its kind should have (the event entity fired by the event
+	// rule). sightd sends its configs in a burst right after "online", so
+	// the set read at the start of a round may lack the last few: the
+	// rounds repeat until one ends with the set it started with.
 	var ents []haEntity
-	waitHA(t, ctx, ha, "every announced entity registered in Home Assistant", func() (bool, string) {
-		ents = nil
-		want := sightdConfigs(configs())
-		if len(want) == 0 {
-			return false, "no discovery config from sightd yet"
-		}
-		reg, err := ha.Registry(ctx)
-		if err != nil {
-			return false, err.Error()
-		}
-		byUID := map[string]hatest.RegistryEntry{}
-		for _, r := range reg {
-			if r.Platform == "mqtt" {
-				byUID[r.UniqueID] = r
+	var states map[string]hatest.State
+	for round := 1; ; round++ {
+		ents = registered(t, ctx, ha, configs)
+		waitHA(t, ctx, ha, "every entity in its expected state", func() (bool, string) {
+			var err error
+			if states, err = ha.States(ctx); err != nil {
+				return false, err.Error()
 			}
-		}
-		var missing []string
-		for topic, c := range want {
-			r, ok := byUID[c.UniqueID]
-			if !ok {
-				missing = append(missing, topic)
-				continue
+			var bad []string
+			for _, e := range ents {
+				if why := e.badState(states[e.entityID]); why != "" {
+					bad = append(bad, e.entityID+": "+why)
+				}
 			}
-			if !strings.HasPrefix(r.EntityID, c.component+".") {
-				t.Fatalf("%s (%s) became %s, want a %s", topic, c.UniqueID, r.EntityID, c.component)
-			}
-			c.entityID = r.EntityID
-			ents = append(ents, c)
+			return len(bad) == 0, strings.Join(bad, "; ")
+		})
+		if len(sightdConfigs(configs())) == len(ents) {
+			break
 		}
-		slices.SortFunc(ents, func(a, b haEntity) int { return strings.Compare(a.entityID, b.entityID) })
-		return len(missing) == 0, fmt.Sprintf("%d of %d not registered: %v", len(missing), len(want), missing)
-	})
+		t.Logf("round %d checked %d entities; sightd has announced more since", round, len(ents))
+	}
 	kinds := map[string]int{}
 	for _, e := range ents {
 		kinds[e.component]++
 	}
 	t.Logf("sightd announced %d entities: %v", len(ents), kinds)
-	for _, k := range []string{"binary_sensor", "event", "image", "update"} {
+	for _, k := range []string{"binary_sensor", "event", "image", "sensor", "switch", "update"} {
 		if kinds[k] == 0 {
 			t.Errorf("no %s entity announced", k)
 		}
 	}
-
-	// Each with the state its kind should have, and the event entity fired
-	// by the event rule.
-	var states map[string]hatest.State
-	waitHA(t, ctx, ha, "every entity in its expected state", func() (bool, string) {
-		states, err = ha.States(ctx)
-		if err != nil {
-			return false, err.Error()
-		}
-		var bad []string
-		for _, e := range ents {
-			if why := e.badState(states[e.entityID]); why != "" {
-				bad = append(bad, e.entityID+": "+why)
-			}
-		}
-		return len(bad) == 0, strings.Join(bad, "; ")
-	})
 	for _, e := range ents {
 		s := states[e.entityID]
 		t.Logf("%-50s %s %v", e.entityID, s.State, s.Attributes["event_type"])
@@ -236,6 +212,47 @@ mqtt: {broker: "tcp://%s"}
 	for _, p := range hatest.Problems(log) {
 		t.Logf("home-assistant.log (not about MQTT or sightd): %s", p)
 	}
+}
+
+// registered waits until HA has registered an entity for each of sightd's
+// discovery configs (matched by unique id in HA's entity registry) and
+// returns them, sorted by entity id.
+func registered(t *testing.T, ctx context.Context, ha *hatest.HA, configs func() map[string][]byte) []haEntity {
+	t.Helper()
+	var ents []haEntity
+	waitHA(t, ctx, ha, "every announced entity registered in Home Assistant", func() (bool, string) {
+		ents = nil
+		want := sightdConfigs(configs())
+		if len(want) == 0 {
+			return false, "no discovery config from sightd yet"
+		}
+		reg, err := ha.Registry(ctx)
+		if err != nil {
+			return false, err.Error()
+		}
+		byUID := map[string]hatest.RegistryEntry{}
+		for _, r := range reg {
+			if r.Platform == "mqtt" {
+				byUID[r.UniqueID] = r
+			}
+		}
+		var missing []string
+		for topic, c := range want {
+			r, ok := byUID[c.UniqueID]
+			if !ok {
+				missing = append(missing, topic)
+				continue
+			}
+			if !strings.HasPrefix(r.EntityID, c.component+".") {
+				t.Fatalf("%s (%s) became %s, want a %s", topic, c.UniqueID, r.EntityID, c.component)
+			}
+			c.entityID = r.EntityID
+			ents = append(ents, c)
+		}
+		slices.SortFunc(ents, func(a, b haEntity) int { return strings.Compare(a.entityID, b.entityID) })
+		return len(missing) == 0, fmt.Sprintf("%d of %d not registered: %v", len(missing), len(want), missing)
+	})
+	return ents
 }
 
 // haEntity is one discovery config of sightd's and the entity HA made of it.

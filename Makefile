@@ -601,6 +601,8 @@ HA_VENV        = $(HA_VENV_STORE)/$(shell sha256sum $(HA_LOCK) | cut -c1-16)
 ha-deps: deps-python-venv
 	@venv="$(HA_VENV)"; \
 	if [ ! -f "$$venv/.stamp-lock" ]; then \
+	  $(HA_PYTHON) -c 'import sys; sys.exit(sys.version_info[:2] not in ((3, 11), (3, 12)))' || { \
+	    echo "ha-deps: Home Assistant $(HA_VERSION) runs on Python 3.11 or 3.12; $(HA_PYTHON) is $$($(HA_PYTHON) -V 2>&1) (set HA_PYTHON)" >&2; exit 1; }; \
 	  start=$$(date +%s); \
 	  rm -rf "$$venv"; mkdir -p "$(HA_VENV_STORE)"; \
 	  $(HA_PYTHON) -m venv "$$venv"; \

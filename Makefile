@@ -7,6 +7,8 @@
 #   make build ARCH=arm64   bin/linux_arm64/sightd, cross-compiled on amd64
 #   make test-arm64         the arithmetic and I/O tests under QEMU as a Pi 4 and a Pi 5
 #   make deb [ARCH=arm64]   bin/sightd_<version>_<arch>.deb; make test-deb installs and purges it
+#   make test-ha            sightd against a real Home Assistant (make test runs it too)
+#   make ha-screenshot      bin/ha-dashboard.png, bin/ha-device.png: Home Assistant showing sightd
 
 SHELL := /bin/bash
 .SHELLFLAGS := -eu -o pipefail -c
@@ -320,13 +322,15 @@ $(RECORD_VTEST)/.stamp: $(OPENCV_DATA)/.stamp daemon/record_cmd.go daemon/record
 	$(SIGHTD_BIN) camera record --source $(OPENCV_DATA)/vtest.avi $(RECORD_VTEST_ARGS) --out $(RECORD_VTEST)
 	touch $@
 
-# The README's test command. Installs what it needs first.
-test: deps test-export
+# The README's test command. Installs what it needs first. With
+# SIGHTD_HA_VENV set, daemon's TestHomeAssistant runs against a real Home
+# Assistant (see test-ha) instead of skipping.
+test: deps test-export ha-deps
 	$(GO) vet $(GO_TAGS) ./...
-	$(GO) test $(GO_TAGS) -count=1 -timeout 20m ./...
+	SIGHTD_HA_VENV=$(HA_VENV) $(GO) test $(GO_TAGS) -count=1 -timeout 20m ./...
 
 # The tests link the modules of OPENCV_TEST_MODULES too.
-test test-stress bench test-arm64-run: CGO_LDFLAGS += $(OPENCV_TEST_LDFLAGS)
+test test-stress bench test-arm64-run test-ha ha-screenshot: CGO_LDFLAGS += $(OPENCV_TEST_LDFLAGS)
 
 # The timing-sensitive packages STRESS_COUNT times over while busy loops keep
 # every core loaded: a test that reads a counter which can lag, or sleeps
@@ -584,3 +588,63 @@ BENCH_EXPORT_MODELS ?= ViT-B-32 MobileCLIP2-S0
 bench-export: export-deps build deps-fixtures
 	$(EXPORT_VENV)/bin/python $(EXPORT_DIR)/bench_export.py --sightd bin/sightd --photos $(OPENCV_DATA) \
 	  --work bin/bench-export $(BENCH_EXPORT_MODELS) 2>bin/bench-export.log | tee bin/bench-export.txt
+
+# ---- a real Home Assistant (daemon/ha_test.go) ------------------------------
+# make ha-deps      Home Assistant core 2024.3.3 (the newest release for Python
+#                   3.11) in its own hash-locked venv, with the requirements of
+#                   every integration the test loads, so HA runs with --skip-pip
+#                   and fetches nothing. It lives in ~/.cache/sightd/ha-venv/<lock's
+#                   hash>: a second run, or another clone on the machine, reuses it.
+# make test-ha      TestHomeAssistant alone: Mosquitto, Home Assistant onboarded and
+#                   its MQTT entry made over REST, sightd on the demo bundle and the
+#                   street video; every entity sightd announces checked in HA's
+#                   states. `make test` runs it too (go test sees SIGHTD_HA_VENV).
+# make ha-lock      daemon/hatest/requirements.lock from requirements.in, with the
+#                   release's own package_constraints.txt as constraints.
+# make ha-screenshot  bin/ha-dashboard.png (HA's overview dashboard with sightd's
+#                   sensors and pictures) and bin/ha-device.png (sightd's device
+#                   page: every entity), by headless Chromium (Debian's chromium).
+HA_DIR        := daemon/hatest
+HA_LOCK       := $(HA_DIR)/requirements.lock
+HA_VERSION    := 2024.3.3
+HA_PYTHON     ?= python3
+HA_VENV_STORE ?= $(HOME)/.cache/sightd/ha-venv
+HA_VENV        = $(HA_VENV_STORE)/$(shell sha256sum $(HA_LOCK) | cut -c1-16)
+
+.PHONY: ha-deps ha-lock test-ha ha-screenshot
+
+ha-deps: deps-python-venv
+	@venv="$(HA_VENV)"; \
+	if [ ! -f "$$venv/.stamp-lock" ]; then \
+	  $(HA_PYTHON) -c 'import sys; sys.exit(sys.version_info[:2] not in ((3, 11), (3, 12)))' || { \
+	    echo "ha-deps: Home Assistant $(HA_VERSION) runs on Python 3.11 or 3.12; $(HA_PYTHON) is $$($(HA_PYTHON) -V 2>&1) (set HA_PYTHON)" >&2; exit 1; }; \
+	  start=$$(date +%s); \
+	  rm -rf "$$venv"; mkdir -p "$(HA_VENV_STORE)"; \
+	  $(HA_PYTHON) -m venv "$$venv"; \
+	  "$$venv/bin/pip" install -q --disable-pip-version-check --no-deps --require-hashes -r $(HA_LOCK); \
+	  "$$venv/bin/python" -c "import homeassistant.const as c, paho.mqtt, hass_frontend; assert c.__version__ == '$(HA_VERSION)', c.__version__"; \
+	  touch "$$venv/.stamp-lock"; \
+	  echo "ha-deps: installed in $$(( $$(date +%s) - start ))s, $$(du -sh "$$venv" | cut -f1) in $$venv"; \
+	fi; \
+	echo "ha-deps: Home Assistant $(HA_VERSION) in $$venv"
+
+ha-lock:
+	$(HA_PYTHON) -m venv /tmp/sightd-piptools && /tmp/sightd-piptools/bin/pip install -q pip-tools
+	d=$$(mktemp -d); trap 'rm -rf "$$d"' EXIT; \
+	/tmp/sightd-piptools/bin/pip download -q --no-deps -d "$$d" homeassistant==$(HA_VERSION); \
+	unzip -p "$$d"/homeassistant-$(HA_VERSION)-*.whl homeassistant/package_constraints.txt > "$$d/constraints.txt"; \
+	cd $(HA_DIR) && /tmp/sightd-piptools/bin/pip-compile -q --generate-hashes --no-header --strip-extras --allow-unsafe \
+	  --constraint "$$d/constraints.txt" -o requirements.lock requirements.in
+
+HA_SCREENSHOT_APT_PACKAGES := chromium
+# -v and the check of its verdict: a make test-ha that skipped would not pass.
+test-ha: deps build ha-deps
+	SIGHTD_HA_VENV=$(HA_VENV) $(GO) test $(GO_TAGS) -count=1 -timeout 20m -v -run '^TestHomeAssistant$$' ./daemon \
+	  | tee bin/test-ha.log
+	@grep -q -- '^--- PASS: TestHomeAssistant' bin/test-ha.log || { echo "test-ha: TestHomeAssistant did not pass (bin/test-ha.log)" >&2; exit 1; }
+
+ha-screenshot: deps build ha-deps
+	$(call apt-install,$(HA_SCREENSHOT_APT_PACKAGES))
+	SIGHTD_HA_VENV=$(HA_VENV) SIGHTD_HA_SCREENSHOTS=$(CURDIR)/bin \
+	  $(GO) test $(GO_TAGS) -count=1 -timeout 20m -run '^TestHomeAssistant$$' ./daemon
+	@echo "ha-screenshot: bin/ha-dashboard.png (the overview dashboard), bin/ha-device.png (sightd's device page)"

@@ -49,16 +49,23 @@ func startMosquitto(t *testing.T, addr string) {
 	t.Fatal("mosquitto did not start listening")
 }
 
+// buildSightd builds the sightd binary into dir for a test that runs it.
+func buildSightd(t *testing.T, dir string) string {
+	t.Helper()
+	bin := filepath.Join(dir, "sightd")
+	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	return bin
+}
+
 // End to end with the real binary and a real Mosquitto: a subscriber sees
 // discovery, "online", state changes for the rule that should fire and none
 // for the one that should not; SIGTERM gives "stopped", exit status 0 and an
 // empty outbox; a restart continues with the same database.
 func TestEndToEndBinary(t *testing.T) {
 	dir := t.TempDir()
-	bin := filepath.Join(dir, "sightd")
-	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
+	bin := buildSightd(t, dir)
 	broker := freePort(t)
 	startMosquitto(t, broker)
 	got := subscribe(t, broker, "sightd/#", "homeassistant/#")
@@ -133,7 +140,19 @@ mqtt: {broker: "tcp://%s"}
 		t.Fatalf("after the first run: %d detections, %d messages still queued", first, queued)
 	}
 	// A restart continues where it left off: same database, same device.
+	// The first run stopped with the rule ON (retained); the new run's
+	// state starts OFF, before its camera turns it ON again.
+	seen := len(got())
 	run("sightd/e2e/rule/dark-clothes/state ON")
+	var states []string
+	for _, m := range got()[seen:] {
+		if s, ok := strings.CutPrefix(m, "sightd/e2e/rule/dark-clothes/state "); ok {
+			states = append(states, s)
+		}
+	}
+	if len(states) < 2 || states[0] != "OFF" || states[1] != "ON" {
+		t.Errorf("states after the restart %v: want OFF, then ON", states)
+	}
 	if n, _ := countDetections(); n <= first {
 		t.Fatalf("after a restart: %d detections, want more than %d", n, first)
 	}
@@ -146,10 +165,7 @@ mqtt: {broker: "tcp://%s"}
 // the daemon stopped.
 func TestEndToEndUpdate(t *testing.T) {
 	dir := t.TempDir()
-	bin := filepath.Join(dir, "sightd")
-	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
+	bin := buildSightd(t, dir)
 	broker := freePort(t)
 	startMosquitto(t, broker)
 	got := subscribe(t, broker, "sightd/#")

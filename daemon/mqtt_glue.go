@@ -34,7 +34,8 @@ func (d *daemon) openMQTT() error {
 	opts := mqtt.Options{
 		Device: mqtt.Device{ID: d.cfg.Device.ID, Name: d.cfg.Device.Name, Model: d.model.manifest().Name,
 			Version: version.Version},
-		Outbox: d.st, Rules: mqttRules{d}, Cameras: cams, Snapshots: snaps,
+		Outbox: d.st, Rules: mqttRules{d}, Cameras: cams, Snapshots: snaps, Switches: switches{d},
+		Last: d.last.rule,
 	}
 	if d.updater != nil {
 		opts.Installer = installer{d}
@@ -61,7 +62,7 @@ func (d *daemon) announce(ctx context.Context) {
 		return
 	}
 	for _, r := range list {
-		if m, err := mqtt.AttributesMessage(dev, r, nil); err == nil {
+		if m, err := mqtt.AttributesMessage(dev, r, d.last.rule(r.ID)); err == nil {
 			d.mqtt.Push(ctx, m)
 		}
 	}

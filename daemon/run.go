@@ -89,9 +89,11 @@ type daemon struct {
 	// The running bundle's tower files, bytes (/metrics).
 	modelFiles atomic.Int64
 
-	pipes  []*pipeline.Pipeline
-	mqtt   *mqtt.Client // nil when MQTT is off
-	broker *mqtt.Broker // the embedded broker, when configured
+	pipes    []*pipeline.Pipeline
+	last     lastSeen     // each rule's and camera's latest detection
+	episodes episodes     // state rules' events under way
+	mqtt     *mqtt.Client // nil when MQTT is off
+	broker   *mqtt.Broker // the embedded broker, when configured
 }
 
 func runtimeOptions(m config.Model, log *zerolog.Logger) tflite.Options {
@@ -160,6 +162,7 @@ func runDaemon(ctx context.Context, cfg *config.Config, log zerolog.Logger, ctl 
 	go wd.Run(runCtx)
 	var wg sync.WaitGroup
 	errs := make(chan error, len(d.pipes)+1)
+	d.statesOff(runCtx) // queued before any camera can change them
 	for _, p := range d.pipes {
 		wg.Add(1)
 		go func() {
@@ -177,6 +180,7 @@ func runDaemon(ctx context.Context, cfg *config.Config, log zerolog.Logger, ctl 
 	if d.mqtt != nil {
 		go func() { defer close(mqttDone); d.mqtt.Run(mqttCtx) }()
 		d.announce(runCtx)
+		go d.publishStats(runCtx, cfg.MQTT.StatsInterval)
 	} else {
 		close(mqttDone)
 	}
@@ -218,6 +222,7 @@ wait:
 		srv.Shutdown(shutdown)
 	}
 	waitOrDeadline(shutdown, &wg, log)
+	d.camerasOffline(shutdown)
 	d.flushOutbox(shutdown)
 	stopMQTT()
 	<-mqttDone
@@ -255,6 +260,7 @@ func (d *daemon) openModel(ctx context.Context) error {
 	// added at run time stay.
 	for _, r := range d.cfg.Rules {
 		d.fileRules = append(d.fileRules, r.ID)
+		d.applyRuleSwitch(ctx, r)
 		err := d.mgr.Put(ctx, r)
 		if errors.Is(err, store.ErrDiskFull) {
 			// A start on a full disk runs degraded: the rule's stored
@@ -286,9 +292,12 @@ func (d *daemon) open(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
+		p.OnMotion = d.motion(p.Name)
 		d.pipes = append(d.pipes, p)
 		d.metrics.AddPipeline(p)
 	}
+	d.applyCameraSwitches(ctx)
+	d.loadLast(ctx)
 	if d.updater, err = d.newUpdater(); err != nil {
 		return err
 	}
@@ -340,6 +349,12 @@ func (d *daemon) rulesChanged(ctx context.Context) {
 	for _, p := range d.pipes {
 		p.SetRules(set)
 	}
+	// Events of rules disabled or deleted end: their pipelines forget them.
+	live := map[string]bool{}
+	for _, c := range set.Rules {
+		live[c.Rule.ID] = c.Rule.IsEnabled()
+	}
+	d.endEvents(ctx, func(rule, _ string) bool { return !live[rule] })
 	if d.mqtt != nil {
 		d.mqtt.Resync()
 	}
@@ -378,6 +393,7 @@ func (d *daemon) reload(ctx context.Context, c *config.Config) {
 			failed++
 			continue
 		}
+		d.applyRuleSwitch(ctx, r)
 		if err := d.mgr.Put(ctx, r); err != nil {
 			d.log.Error().Err(err).Str("rule", r.ID).Msg("SIGHUP: rule not saved")
 			failed++
@@ -468,7 +484,7 @@ func (d *daemon) serveHTTP(ctx context.Context) (*api.Server, error) {
 		cams[p.Name] = p
 	}
 	log := d.logFor("api").With().Str("component", "api").Logger()
-	h := api.Handler(api.Config{Health: d.health, Cameras: cams, Rules: lockedRules{d}, CameraNames: d.cfg.CameraNames(),
+	h := api.Handler(api.Config{Health: d.health, Cameras: cams, Rules: lockedRules{d}, CameraNames: d.cfg.CameraNames(), Events: d.st,
 		OnRulesChanged: d.rulesChanged, Metrics: d.metrics.Registry, AllowedHosts: set.AllowedHosts, Token: token, Log: log})
 	srv, err := api.Listen(ctx, set, h, log)
 	if err != nil {
@@ -518,23 +534,34 @@ func (s *sink) Event(ctx context.Context, e pipeline.Event) error {
 	d := s.d
 	det := e.Detection
 	d.metrics.Detections.WithLabelValues(det.Rule, det.Camera).Inc()
+	d.last.record(det)
 	// The detection history is the first thing a full disk refuses: the
 	// event still goes out (the store logs and counts the refusal).
 	if err := rules.Record(ctx, d.st, det); err != nil && !errors.Is(err, store.ErrDiskFull) {
+		return err
+	}
+	// The event is kept for the HTTP API with MQTT on or off.
+	event, err := d.eventMessage(ctx, e)
+	if err != nil {
 		return err
 	}
 	if d.mqtt == nil {
 		return nil
 	}
 	dev := d.cfg.Device.ID
-	msgs := make([]func() (store.Message, error), 0, 3)
-	if det.Kind == rules.State {
+	msgs := []func() (store.Message, error){func() (store.Message, error) { return event, nil }}
+	if det.Kind == rules.State && !e.Update {
 		msgs = append(msgs, func() (store.Message, error) { return mqtt.StateMessage(dev, det.Rule, det.State == "ON") })
-	} else {
-		msgs = append(msgs, func() (store.Message, error) { return mqtt.EventMessage(dev, det) })
+	}
+	if e.Rule != nil {
+		msgs = append(msgs, func() (store.Message, error) { return mqtt.AttributesMessage(dev, e.Rule, &det) })
 	}
 	if len(e.Snapshot) > 0 {
 		msgs = append(msgs, func() (store.Message, error) { return mqtt.SnapshotMessage(dev, det.Camera, e.Snapshot) })
+		// The rule's image shows what it saw, not the scene it turned OFF on.
+		if det.State != "OFF" {
+			msgs = append(msgs, func() (store.Message, error) { return mqtt.RuleSnapshotMessage(dev, det.Rule, e.Snapshot) })
+		}
 	}
 	for _, build := range msgs {
 		m, err := build()

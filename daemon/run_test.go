@@ -12,6 +12,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -49,10 +50,11 @@ cameras:
   - {name: attic, source: %q, retry_min: 50ms, retry_max: 200ms, stall: 200ms}
 rules:
   - {id: dark-clothes, prompts: ["something dark"], kind: state}
+  - {id: dark-passer, prompts: ["something dark"], cooldown: 1ms}
   - {id: purple, prompts: ["something purple"]}
 store: {dir: %q}
 http: {listen: %q}
-mqtt: {broker: "tcp://%s", embedded_broker: {listen: %q}}
+mqtt: {broker: "tcp://%s", embedded_broker: {listen: %q}, stats_interval: 1s}
 `, demoBundle(t), opencvPhoto(t, "vtest.avi"), filepath.Join(dir, "missing.avi"), filepath.Join(dir, "db"), listen, broker, broker)
 	cfg, err := config.Parse([]byte(yml))
 	if err != nil {
@@ -223,6 +225,93 @@ mqtt: {broker: "tcp://%s", embedded_broker: {listen: %q}}
 	for time.Now().Before(deadline) && detections() < before+2 {
 		time.Sleep(200 * time.Millisecond)
 	}
+	// A state rule's event: new (then perhaps updates) and end, one id,
+	// resolvable over HTTP to its record and its snapshot.
+	var lifecycle struct {
+		Type, ID, Snapshot string
+	}
+	waitUntil(t, "a state rule's event to end", func() bool {
+		for _, m := range got() {
+			if p, ok := strings.CutPrefix(m, "sightd/test/events "); ok && strings.Contains(p, `"type":"end"`) {
+				return json.Unmarshal([]byte(p), &lifecycle) == nil
+			}
+		}
+		return false
+	})
+	var types []string
+	for _, m := range got() {
+		if strings.HasPrefix(m, "sightd/test/events ") && strings.Contains(m, `"id":"`+lifecycle.ID+`"`) {
+			var l struct{ Type string }
+			json.Unmarshal([]byte(strings.TrimPrefix(m, "sightd/test/events ")), &l)
+			types = append(types, l.Type)
+		}
+	}
+	t.Logf("event %s: %v", lifecycle.ID, types)
+	if len(types) < 2 || types[0] != "new" || types[len(types)-1] != "end" || lifecycle.Snapshot == "" {
+		t.Errorf("event %s: types %v, snapshot %q; want new, updates, end", lifecycle.ID, types, lifecycle.Snapshot)
+	}
+	// An event rule's firing: one message, its id resolvable the same way.
+	var fired struct{ Type, EventType, ID, Snapshot string }
+	waitUntil(t, "an event rule to fire", func() bool {
+		for _, m := range got() {
+			if p, ok := strings.CutPrefix(m, "sightd/test/events "); ok && strings.Contains(p, `"event_type":"dark-passer"`) {
+				return json.Unmarshal([]byte(p), &fired) == nil
+			}
+		}
+		return false
+	})
+	if fired.Type != "event" || fired.Snapshot != fired.ID {
+		t.Errorf("event rule message: %+v", fired)
+	}
+	for path, want := range map[string]string{"/api/events/" + lifecycle.ID: `"type":"end"`, "/api/events/" + lifecycle.ID + "/snapshot.jpg": "\xff\xd8\xff",
+		"/api/events/" + fired.ID: `"event_type":"dark-passer"`, "/api/events/" + fired.ID + "/snapshot.jpg": "\xff\xd8\xff"} {
+		resp, err := http.Get("http://" + listen + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 || !strings.Contains(string(b), want) {
+			t.Errorf("%s: %d %.100q", path, resp.StatusCode, b)
+		}
+	}
+	// Home Assistant's switch turns the rule off; the store keeps it off.
+	pub := paho.NewClient(paho.NewClientOptions().AddBroker("tcp://" + broker).SetClientID("test-switch"))
+	if tok := pub.Connect(); !tok.WaitTimeout(30*time.Second) || tok.Error() != nil {
+		t.Fatalf("connect: %v", tok.Error())
+	}
+	for _, bad := range []string{"off", `{"state":"OFF"}`} {
+		pub.Publish("sightd/test/rule/dark-clothes/enabled/set", 1, false, bad).Wait()
+	}
+	pub.Publish("sightd/test/rule/dark-clothes/enabled/set", 1, false, "OFF").Wait()
+	pub.Disconnect(100)
+	waitMessage(t, got, `sightd/test/rule/dark-clothes/enabled/set/reply {"ok":true,"rule":"dark-clothes","state":"OFF"}`)
+	waitMessage(t, got, "sightd/test/rule/dark-clothes/enabled OFF")
+	// Disabled, the rule's event under way (if any) ends; none starts.
+	waitUntil(t, "every event of the disabled rule to end", func() bool {
+		open := map[string]bool{}
+		for _, m := range got() {
+			var l struct{ Type, ID, Rule string }
+			if p, ok := strings.CutPrefix(m, "sightd/test/events "); ok && json.Unmarshal([]byte(p), &l) == nil && l.Rule == "dark-clothes" {
+				open[l.ID] = l.Type != "end"
+			}
+		}
+		for _, o := range open {
+			if o {
+				return false
+			}
+		}
+		return true
+	})
+	// The stats follow the model swap (they come every second).
+	waitUntil(t, "stats of the new model", func() bool {
+		for _, m := range got() {
+			if strings.HasPrefix(m, "sightd/test/stats ") && strings.Contains(m, `"model_version":2`) {
+				return true
+			}
+		}
+		return false
+	})
 	cancel()
 	select {
 	case err := <-done:
@@ -247,10 +336,40 @@ mqtt: {broker: "tcp://%s", embedded_broker: {listen: %q}}
 	waitMessage(t, got, "sightd/test/status stopped")
 	msgs := got()
 	for _, want := range []string{"sightd/test/status online", "sightd/test/rule/dark-clothes/state ON",
-		"sightd/test/camera/street/status online", "sightd/test/status stopped"} {
+		"sightd/test/camera/street/status online", "sightd/test/status stopped", "sightd/test/camera/street/motion ON",
+		"sightd/test/rule/dark-clothes/enabled ON", "sightd/test/camera/street/detection ON",
+		// a disabled state rule is OFF
+		"sightd/test/rule/dark-clothes/state OFF",
+		// a malformed switch command changes nothing and says why
+		`sightd/test/rule/dark-clothes/enabled/set/reply {"ok":false,"error":"invalid command: payload \"off\": want ON or OFF"}`} {
 		if !slices.Contains(msgs, want) {
 			t.Errorf("subscriber did not see %q", want)
 		}
+	}
+	// A clean stop leaves no camera online, and the rules' attributes
+	// carry their last detection.
+	var street, attrs, stats string
+	for _, m := range msgs {
+		switch {
+		case strings.HasPrefix(m, "sightd/test/camera/street/status "):
+			street = m
+		case strings.HasPrefix(m, "sightd/test/rule/dark-clothes/attributes "):
+			attrs = m
+		case strings.HasPrefix(m, "sightd/test/stats "):
+			stats = m
+		}
+	}
+	if street != "sightd/test/camera/street/status offline" {
+		t.Errorf("last camera status %q, want offline after a clean stop", street)
+	}
+	if !strings.Contains(attrs, `"last":{"id":"`) || !strings.Contains(attrs, `"camera":"street"`) {
+		t.Errorf("attributes without the last detection: %s", attrs)
+	}
+	if !strings.Contains(stats, `"street":{"online":`) || !strings.Contains(stats, `"model_version":2`) {
+		t.Errorf("stats: %s", stats)
+	}
+	if v, err := st.Meta(context.Background(), "switch/rule/dark-clothes"); err != nil || string(v) != "off" {
+		t.Errorf("the rule switch is not in the store: %q %v", v, err)
 	}
 	if n := st.Len(); n != 0 {
 		t.Errorf("%d messages left in the outbox after a clean stop", n)
@@ -273,6 +392,16 @@ func waitMessage(t *testing.T, got func() []string, want string) {
 			t.Fatalf("subscriber did not see %q", want)
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// waitUntil waits for cond; the deadline only guards against a hang.
+func waitUntil(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(2 * time.Minute); !cond(); time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("gave up waiting for %s", what)
+		}
 	}
 }
 
@@ -300,6 +429,8 @@ func storedDetections(t *testing.T, dir string) (*store.Store, []rules.Detection
 	return st, dets
 }
 
+var subscribers atomic.Int64
+
 // subscribe connects to the broker at addr (retrying until the daemon's
 // embedded broker is up) and records "topic payload" of every message but
 // snapshots (JPEG) on topics (sightd/# when none); the returned function
@@ -311,7 +442,9 @@ func subscribe(t *testing.T, addr string, topics ...string) func() []string {
 	t.Helper()
 	var mu sync.Mutex
 	var seen []string
-	opts := paho.NewClientOptions().AddBroker("tcp://" + addr).SetClientID("test-subscriber").
+	// A client id of its own: two subscribers of one test (one per run of
+	// the daemon) must not take each other's place.
+	opts := paho.NewClientOptions().AddBroker("tcp://" + addr).SetClientID(fmt.Sprintf("test-subscriber-%d", subscribers.Add(1))).
 		SetConnectRetry(true).SetConnectRetryInterval(100 * time.Millisecond).
 		SetOnConnectHandler(func(c paho.Client) {
 			for _, topic := range topics {

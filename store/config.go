@@ -16,6 +16,11 @@ type Config struct {
 	// DetectionTTL is how long the detection history keeps an entry.
 	// Badger counts expiry in whole seconds, so it must be at least 1s.
 	DetectionTTL time.Duration `yaml:"detection_ttl"`
+	// EventTTL is how long an event's record and snapshot are kept (the
+	// HTTP API's /api/events/<id>); EventMaxBytes bounds the snapshots'
+	// total: past it the oldest go.
+	EventTTL      time.Duration `yaml:"event_ttl"`
+	EventMaxBytes int64         `yaml:"event_max_bytes"`
 	// OutboxMaxEntries and OutboxMaxBytes bound the outbox; past either bound
 	// the oldest entries are dropped (and counted).
 	OutboxMaxEntries int   `yaml:"outbox_max_entries"`
@@ -51,6 +56,8 @@ func Defaults() Config {
 	return Config{
 		Dir:              "/var/lib/sightd/db",
 		DetectionTTL:     30 * 24 * time.Hour,
+		EventTTL:         7 * 24 * time.Hour,
+		EventMaxBytes:    128 << 20,
 		OutboxMaxEntries: 10_000,
 		OutboxMaxBytes:   64 << 20,
 		MaxPayloadBytes:  512 << 10,
@@ -74,6 +81,12 @@ func (c Config) Validate() error {
 	}
 	if c.DetectionTTL < time.Second {
 		bad("detection_ttl", "%v is below 1s (Badger expires entries in whole seconds)", c.DetectionTTL)
+	}
+	if c.EventTTL < time.Second {
+		bad("event_ttl", "%v is below 1s (Badger expires entries in whole seconds)", c.EventTTL)
+	}
+	if c.EventMaxBytes < int64(c.MaxPayloadBytes) {
+		bad("event_max_bytes", "%d cannot hold one snapshot of max_payload_bytes (%d)", c.EventMaxBytes, c.MaxPayloadBytes)
 	}
 	if c.OutboxMaxEntries < 1 {
 		bad("outbox_max_entries", "%d must be at least 1", c.OutboxMaxEntries)

@@ -14,6 +14,8 @@
 //	'f' id                          reference image (JPEG) for rules
 //	'i' key                         the store's own values (model versions, drop counter)
 //	's' name                        Badger sequences (outbox, detections)
+//	'e' id                          event record JSON, with a Badger TTL
+//	'j' id                          event snapshot (JPEG), with a Badger TTL
 //
 // Every write that must survive a power cut is committed with SyncWrites: when a
 // method returns nil, the data is on disk.

@@ -16,6 +16,9 @@ const (
 	pMeta      = 'm'
 	pInternal  = 'i'
 	pSequence  = 's'
+
+	pEvent         = 'e'
+	pEventSnapshot = 'j'
 )
 
 // Limits on what callers store.

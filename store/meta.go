@@ -30,6 +30,11 @@ func (s *Store) Meta(ctx context.Context, key string) ([]byte, error) {
 	if err := validMetaKey(key); err != nil {
 		return nil, err
 	}
+	return s.value(ctx, metaKey(key), "meta", key)
+}
+
+// value reads one key; ErrNotFound names what and id.
+func (s *Store) value(ctx context.Context, key []byte, what, id string) ([]byte, error) {
 	if err := s.enter(ctx); err != nil {
 		return nil, err
 	}
@@ -37,11 +42,11 @@ func (s *Store) Meta(ctx context.Context, key string) ([]byte, error) {
 	var v []byte
 	err := s.db.View(func(txn *badger.Txn) error {
 		var err error
-		v, err = get(txn, metaKey(key))
+		v, err = get(txn, key)
 		return err
 	})
 	if errors.Is(err, ErrNotFound) {
-		return nil, fmt.Errorf("%w: meta %q", ErrNotFound, key)
+		return nil, fmt.Errorf("%w: %s %q", ErrNotFound, what, id)
 	}
 	return v, err
 }

@@ -2,10 +2,7 @@ package store
 
 import (
 	"context"
-	"errors"
 	"fmt"
-
-	"github.com/dgraph-io/badger/v4"
 )
 
 // pReference holds reference images: snapshots a user picked for a rule (my
@@ -47,18 +44,5 @@ func (s *Store) Reference(ctx context.Context, id string) ([]byte, error) {
 	if err := validID(id); err != nil {
 		return nil, err
 	}
-	if err := s.enter(ctx); err != nil {
-		return nil, err
-	}
-	defer s.life.RUnlock()
-	var data []byte
-	err := s.db.View(func(txn *badger.Txn) error {
-		var err error
-		data, err = get(txn, referenceKey(id))
-		return err
-	})
-	if errors.Is(err, ErrNotFound) {
-		return nil, fmt.Errorf("%w: reference %q", ErrNotFound, id)
-	}
-	return data, err
+	return s.value(ctx, referenceKey(id), "reference", id)
 }

@@ -27,8 +27,9 @@ import (
 // those files up front, so the store keeps the disk from filling instead:
 //
 //   - below the reserve (reserve_mb) free, snapshots (sheddable outbox
-//     messages) and the detection history are refused, and a watcher sheds
-//     them, snapshots first, then the oldest detections;
+//     messages, events' snapshots) and the detection history are refused,
+//     and a watcher sheds them: the outbox's snapshots first, then the
+//     oldest half of the events' snapshots, then the oldest detections;
 //   - below the floor, every write is refused except deletes: the outbox is
 //     drained, nothing more is added. The floor is the room Badger needs to
 //     flush its memtables (2 x memtable_size + 2 MiB) and to run one
@@ -385,6 +386,10 @@ const shedDetectionBatch = 256
 // compaction, which a store taking no writes never runs.
 func (s *Store) shed(ctx context.Context) error {
 	n, err := s.shedSnapshots()
+	if err != nil || n > 0 {
+		return err
+	}
+	n, err = s.shedEventSnapshots()
 	if err != nil || n > 0 {
 		return err
 	}

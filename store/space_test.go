@@ -153,8 +153,16 @@ func TestShedOrder(t *testing.T) {
 		if _, err := s.AppendDetection(ctx, base.Add(time.Duration(i)*time.Second), fmt.Appendf(nil, `{"i":%d}`, i)); err != nil {
 			t.Fatal(err)
 		}
+		if i < 40 {
+			if err := s.PutEventSnapshot(ctx, fmt.Sprintf("ev%03d", i), []byte{0xff, 0xd8, 0xff, byte(i)}); err != nil {
+				t.Fatal(err)
+			}
+		}
 	}
 	free.Store(5 << 20) // below the reserve
+	if err := s.PutEventSnapshot(ctx, "refused", []byte{0xff, 0xd8, 0xff}); !err2refused(t, err) {
+		t.Fatalf("an event snapshot below the reserve: %v", err)
+	}
 	s.checkSpace(ctx)
 	if sp := s.Space(); sp.ShedSnapshots != 300 || sp.ShedDetections != 0 || s.Len() != 300 {
 		t.Fatalf("round 1: %+v, outbox %d; want the 300 snapshots shed, nothing else", sp, s.Len())
@@ -164,6 +172,16 @@ func TestShedOrder(t *testing.T) {
 		if e.Sheddable {
 			t.Fatalf("a snapshot left: %+v", e)
 		}
+	}
+	// Then the oldest half of the events' snapshots, twice, then the rest.
+	for round, left := range []int{20, 4, 0} {
+		s.checkSpace(ctx)
+		if n, _ := s.EventSnapshots(); n != left || s.Space().ShedDetections != 0 {
+			t.Fatalf("event round %d: %d event snapshots left, want %d; %+v", round, n, left, s.Space())
+		}
+	}
+	if _, err := s.EventSnapshot(ctx, "ev039"); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("a shed event snapshot is still there: %v", err)
 	}
 	s.checkSpace(ctx)
 	if sp := s.Space(); sp.ShedDetections != shedDetectionBatch || s.Len() != 300 {

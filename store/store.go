@@ -52,6 +52,7 @@ type Store struct {
 	detectSeq *badger.Sequence
 
 	ob outboxState // guarded by its own mutex
+	ev eventState  // guarded by its own mutex
 
 	modelMu sync.Mutex // serialises read-modify-write of the model versions
 
@@ -193,7 +194,7 @@ func (s *Store) init() error {
 	if err := s.loadOutbox(); err != nil {
 		return err
 	}
-	return nil
+	return s.loadEvents()
 }
 
 // Close stops garbage collection, waits for operations in flight and closes

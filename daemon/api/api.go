@@ -1,8 +1,9 @@
 // Package api is sightd's local HTTP interface: /healthz, /metrics,
-// /snapshot/<camera>.jpg and /api/rules. It listens on localhost by default:
-// it can change rules. Every request passes a guard first (Host, Origin, an
-// optional bearer token, JSON for changes; see guard), and the server bounds
-// slow, idle and too many connections (see Listen).
+// /snapshot/<camera>.jpg, /api/rules and /api/events/<id> (with
+// /snapshot.jpg). It listens on localhost by default: it can change rules.
+// Every request passes a guard first (Host, Origin, an optional bearer
+// token, JSON for changes; see guard), and the server bounds slow, idle and
+// too many connections (see Listen).
 package api
 
 import (
@@ -42,6 +43,12 @@ type RuleStore interface {
 	Delete(ctx context.Context, id string) error
 }
 
+// EventStore keeps events and their snapshots by id; *store.Store is one.
+type EventStore interface {
+	Event(ctx context.Context, id string) ([]byte, error)
+	EventSnapshot(ctx context.Context, id string) ([]byte, error)
+}
+
 // Config is what the server serves.
 type Config struct {
 	// Health reports every component; /healthz is 200 when all are OK.
@@ -51,6 +58,8 @@ type Config struct {
 	// Rules, and the camera names rules may name.
 	Rules       RuleStore
 	CameraNames map[string]bool
+	// Events resolves /api/events/<id>; nil answers 404.
+	Events EventStore
 	// OnRulesChanged is called after a rule was saved or removed.
 	OnRulesChanged func(ctx context.Context)
 	// Metrics is the registry /metrics serves.
@@ -78,6 +87,8 @@ func Handler(cfg Config) http.Handler {
 	mux.HandleFunc("POST /api/rules", s.putRule)
 	mux.HandleFunc("PUT /api/rules/{id}", s.putRule)
 	mux.HandleFunc("DELETE /api/rules/{id}", s.deleteRule)
+	mux.HandleFunc("GET /api/events/{id}", s.event)
+	mux.HandleFunc("GET /api/events/{id}/snapshot.jpg", s.eventSnapshot)
 	return newGuard(cfg, mux)
 }
 
@@ -120,6 +131,61 @@ func (s *server) snapshot(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Last-Modified", at.UTC().Format(http.TimeFormat))
 	w.Header().Set("Cache-Control", "no-store")
 	w.Write(jpeg)
+}
+
+// event answers an event's last message (what the events topic carried).
+func (s *server) event(w http.ResponseWriter, r *http.Request) {
+	b, ok := s.lookupEvent(w, r)
+	if !ok {
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Write(b)
+}
+
+// eventSnapshot answers an event's best snapshot, the region outlined.
+func (s *server) eventSnapshot(w http.ResponseWriter, r *http.Request) {
+	b, ok := s.lookupEvent(w, r)
+	if !ok {
+		return
+	}
+	var ev struct {
+		Snapshot string `json:"snapshot"`
+	}
+	if json.Unmarshal(b, &ev) != nil || ev.Snapshot == "" {
+		writeErr(w, http.StatusNotFound, fmt.Errorf("event %q has no snapshot", r.PathValue("id")))
+		return
+	}
+	jpeg, err := s.cfg.Events.EventSnapshot(r.Context(), ev.Snapshot)
+	if err != nil {
+		s.eventErr(w, err)
+		return
+	}
+	w.Header().Set("Content-Type", "image/jpeg")
+	w.Header().Set("Cache-Control", "max-age=3600") // an event's snapshot changes only with an update
+	w.Write(jpeg)
+}
+
+func (s *server) lookupEvent(w http.ResponseWriter, r *http.Request) ([]byte, bool) {
+	if s.cfg.Events == nil {
+		writeErr(w, http.StatusNotFound, errors.New("events are not kept"))
+		return nil, false
+	}
+	b, err := s.cfg.Events.Event(r.Context(), r.PathValue("id"))
+	if err != nil {
+		s.eventErr(w, err)
+		return nil, false
+	}
+	return b, true
+}
+
+// eventErr: an unknown, expired or malformed id is 404.
+func (s *server) eventErr(w http.ResponseWriter, err error) {
+	code := http.StatusInternalServerError
+	if errors.Is(err, store.ErrNotFound) || errors.Is(err, store.ErrInvalid) {
+		code = http.StatusNotFound
+	}
+	writeErr(w, code, err)
 }
 
 func (s *server) listRules(w http.ResponseWriter, r *http.Request) {

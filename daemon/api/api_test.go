@@ -136,3 +136,43 @@ func TestAPI(t *testing.T) {
 		t.Fatalf("delete: %d (changed %d)", code, changed)
 	}
 }
+
+// Events resolve by id from a real store: the record as JSON, its snapshot
+// as a JPEG; unknown, malformed and snapshot-less ids are 404.
+func TestEvents(t *testing.T) {
+	ctx := context.Background()
+	cfg := store.Defaults()
+	cfg.Dir = t.TempDir()
+	st, err := store.Open(ctx, cfg, zerolog.Nop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	jpeg := []byte{0xff, 0xd8, 0xff, 0xe0, 1, 2, 3, 0xff, 0xd9}
+	rec := `{"type":"end","id":"0000019b2c3d4e5f0011223344556677","snapshot":"0000019b2c3d4e600011223344556688"}`
+	if err := st.PutEvent(ctx, "0000019b2c3d4e5f0011223344556677", []byte(rec)); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.PutEventSnapshot(ctx, "0000019b2c3d4e600011223344556688", jpeg); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.PutEvent(ctx, "nosnap", []byte(`{"type":"event","id":"nosnap"}`)); err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(Handler(Config{Events: st, Metrics: NewMetrics().Registry, Log: zerolog.Nop()}))
+	defer srv.Close()
+	code, body, hdr := do(t, srv, "GET", "/api/events/0000019b2c3d4e5f0011223344556677", "")
+	if code != 200 || body != rec || hdr.Get("Content-Type") != "application/json" {
+		t.Fatalf("event: %d %s %q", code, body, hdr.Get("Content-Type"))
+	}
+	code, body, hdr = do(t, srv, "GET", "/api/events/0000019b2c3d4e5f0011223344556677/snapshot.jpg", "")
+	if code != 200 || body != string(jpeg) || hdr.Get("Content-Type") != "image/jpeg" {
+		t.Fatalf("snapshot: %d %q", code, hdr.Get("Content-Type"))
+	}
+	for _, path := range []string{"/api/events/nope", "/api/events/nope/snapshot.jpg", "/api/events/nosnap/snapshot.jpg",
+		"/api/events/Bad%20Id", "/api/events/" + strings.Repeat("a", 100)} {
+		if code, body, _ := do(t, srv, "GET", path, ""); code != 404 || !strings.Contains(body, `"error"`) {
+			t.Errorf("%s: %d %s, want 404", path, code, body)
+		}
+	}
+}

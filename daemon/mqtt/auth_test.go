@@ -22,7 +22,7 @@ func passwordFile(t *testing.T, password string) string {
 // pushEvent pushes one detection and waits for s to receive it.
 func pushEvent(t *testing.T, c *running, s *sub) {
 	t.Helper()
-	msg, err := EventMessage("test", detection("package", "porch", time.Now()))
+	msg, err := EventMessage("test", detection("package", "porch", time.Now()), "")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -18,7 +18,7 @@ func events(b *testing.B, n int) []store.Message {
 	t0 := time.Now()
 	out := make([]store.Message, n)
 	for i := range out {
-		m, err := EventMessage("test", detection("package", "porch", t0.Add(time.Duration(i)*time.Millisecond)))
+		m, err := EventMessage("test", detection("package", "porch", t0.Add(time.Duration(i)*time.Millisecond)), "")
 		if err != nil {
 			b.Fatal(err)
 		}

@@ -37,7 +37,7 @@ func TestEmbeddedBroker(t *testing.T) {
 	cfg.Broker = url
 	hs := subscribe(t, url, subOptions{}, "homeassistant/#", "sightd/#")
 	c := runClient(t, cfg, Options{Outbox: openStore(t, nil), Rules: testRules(), Cameras: []string{"porch", "garage"}})
-	hs.waitFor(t, "discovery", func() bool { return len(hs.configs()) == 5 })
+	hs.waitFor(t, "discovery", func() bool { return len(hs.configs()) == len(wantConfigs) })
 	pushEvent(t, c, hs)
 	c.stop()
 	hs.waitFor(t, "stopped", func() bool { r, _ := hs.get(topicState); return string(r.payload) == Stopped })

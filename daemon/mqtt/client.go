@@ -49,7 +49,12 @@ type Options struct {
 	// the cameras snapshot requests may name.
 	Cameras   []string
 	Snapshots Snapshotter // nil answers "not available"
-	Installer Installer   // nil answers "not available" (until OTA exists)
+	// Installer runs model updates; nil when they are off (answers "not
+	// available", and the update entity offers no install).
+	Installer Installer
+	Switches  Switches // nil answers "not available"
+	// Last is a rule's latest detection, for its attributes; may be nil.
+	Last func(rule string) *rules.Detection
 }
 
 // ErrNotAuthorized is why a broker refused the connection because of the
@@ -125,6 +130,14 @@ type Client struct {
 	conflict error // see Health.Conflict
 
 	published map[string][]byte // discovery configs in force (control goroutine only)
+	// seen is each rule's kind and switch as last published (control
+	// goroutine only); nil until the first sync of this run.
+	seen map[string]ruleSeen
+}
+
+type ruleSeen struct {
+	kind    rules.Kind
+	enabled bool
 }
 
 type inbound struct {
@@ -197,7 +210,7 @@ func New(cfg Config, opts Options, log zerolog.Logger) (*Client, error) {
 	c := &Client{
 		cfg: cfg, opts: opts, topics: NewTopics(opts.Device.ID),
 		log:       log.With().Str("component", "mqtt").Logger(),
-		disc:      newDiscovery(cfg.DiscoveryPrefix, opts.Device, opts.Cameras),
+		disc:      newDiscovery(cfg.DiscoveryPrefix, opts.Device, opts.Cameras, opts.Installer != nil),
 		cameras:   map[string]bool{},
 		link:      newLink(),
 		nudge:     make(chan struct{}, 1),
@@ -214,7 +227,8 @@ func New(cfg Config, opts Options, log zerolog.Logger) (*Client, error) {
 		c.cameras[cam] = true
 	}
 	c.h = handlers{device: opts.Device.ID, push: c.Push, rules: opts.Rules, snapshots: opts.Snapshots,
-		installer: opts.Installer, changed: func(ctx context.Context) { c.syncDiscovery(ctx, false) }}
+		installer: opts.Installer, switches: opts.Switches, refused: c.refused, last: opts.Last,
+		changed: func(ctx context.Context) { c.syncDiscovery(ctx, false) }}
 
 	c.paho = paho.NewClientOptions().AddBroker(cfg.Broker).
 		SetClientID(c.clientID()).
@@ -486,7 +500,8 @@ func connectError(cfg Config, err error) error {
 // acknowledged), or left unacknowledged for the broker to send again.
 func (c *Client) onMessage(_ paho.Client, m paho.Message) {
 	in := inbound{topic: m.Topic(), payload: m.Payload(), retained: m.Retained(), ack: m.Ack}
-	if c.cfg.Discovery && strings.HasPrefix(in.topic, c.cfg.DiscoveryPrefix+"/") && in.topic != c.haStatus() {
+	_, isCameraStatus := c.cameraOfStatus(in.topic)
+	if isCameraStatus || c.cfg.Discovery && strings.HasPrefix(in.topic, c.cfg.DiscoveryPrefix+"/") && in.topic != c.haStatus() {
 		// Our own retained configs (QoS 0): a missed one is found again
 		// on the next connection.
 		select {
@@ -581,7 +596,7 @@ func (c *Client) control(ctx context.Context) {
 		case in := <-c.inbox:
 			c.handle(ctx, in)
 		case in := <-c.configs:
-			c.removeStale(in)
+			c.removeStale(ctx, in)
 			in.done()
 		}
 	}
@@ -589,15 +604,19 @@ func (c *Client) control(ctx context.Context) {
 
 func (c *Client) onConnect(ctx context.Context) {
 	t := c.topics
-	subs := map[string]byte{t.RuleSet(): 1, t.RuleDelete(): 1, t.ModelInstall(): 1, t.SnapshotRequest("+"): 1}
+	subs := map[string]byte{t.RuleSet(): 1, t.RuleDelete(): 1, t.ModelInstall(): 1, t.SnapshotRequest("+"): 1,
+		t.RuleEnabledSet("+"): 1, t.CameraDetectionSet("+"): 1,
+		// Retained statuses of cameras no longer configured are cleared
+		// (see removeStale); QoS 0 like the configs below.
+		t.CameraStatus("+"): 0}
 	if c.cfg.Discovery {
 		subs[c.haStatus()] = 1
 	}
 	c.subscribe(subs)
+	c.syncDiscovery(ctx, true)
 	if !c.cfg.Discovery {
 		return
 	}
-	c.syncDiscovery(ctx, true)
 	// Our retained configs come back on this subscription; those of rules
 	// deleted while we were away are removed (see removeStale). QoS 0: they
 	// need not queue while we are offline.
@@ -615,15 +634,17 @@ func (c *Client) subscribe(filters map[string]byte) {
 	}
 }
 
-// syncDiscovery publishes the Home Assistant configs that changed (all of
-// them when force) and removes those no longer wanted.
+// syncDiscovery publishes the rules' switch states and the Home Assistant
+// configs that changed (all of them when force), and removes those no
+// longer wanted.
 func (c *Client) syncDiscovery(ctx context.Context, force bool) {
-	if !c.cfg.Discovery {
-		return
-	}
 	list, err := c.listRules(ctx)
 	if err != nil {
 		c.log.Error().Err(err).Msg("discovery: cannot list the rules")
+		return
+	}
+	c.syncStates(ctx, list)
+	if !c.cfg.Discovery {
 		return
 	}
 	want, err := c.disc.configs(list)
@@ -666,19 +687,123 @@ func (c *Client) listRules(ctx context.Context) ([]*rules.Rule, error) {
 	return c.opts.Rules.List(ctx)
 }
 
+// syncStates publishes what the rules' entities need beside the rules
+// themselves, through the outbox (so that it comes after any state still
+// waiting there): each rule's switch (enabled or not), OFF for a disabled
+// state rule, no retained state for a rule that is not a state rule (one
+// changed from state to event), and nothing at all for a deleted rule.
+// At the first sync of a run every rule and camera switch is published.
+func (c *Client) syncStates(ctx context.Context, list []*rules.Rule) {
+	first := c.seen == nil
+	now := make(map[string]ruleSeen, len(list))
+	var msgs []store.Message
+	add := func(m store.Message, err error) {
+		if err == nil {
+			msgs = append(msgs, m)
+		}
+	}
+	dev := c.opts.Device.ID
+	for _, r := range list {
+		cur := ruleSeen{kind: r.Kind, enabled: r.IsEnabled()}
+		now[r.ID] = cur
+		prev, ok := c.seen[r.ID]
+		if !ok || prev.enabled != cur.enabled {
+			add(RuleEnabledMessage(dev, r.ID, cur.enabled))
+			if !cur.enabled && r.Kind == rules.State {
+				add(StateMessage(dev, r.ID, false))
+			}
+		}
+		if r.Kind != rules.State && (!ok || prev.kind == rules.State) {
+			msgs = append(msgs, clearMessage(c.topics.RuleState(r.ID)))
+		}
+	}
+	for id := range c.seen {
+		if _, ok := now[id]; !ok {
+			msgs = append(msgs, c.ruleClears(id)...)
+		}
+	}
+	if first && c.opts.Switches != nil {
+		for _, cam := range c.disc.cameras {
+			add(CameraDetectionMessage(dev, cam, c.opts.Switches.Detection(cam)))
+		}
+	}
+	c.seen = now
+	for _, m := range msgs {
+		if err := c.Push(ctx, m); err != nil {
+			c.log.Warn().Err(err).Str("topic", m.Topic).Msg("rule state not queued")
+		}
+	}
+}
+
+// ruleClears empties every retained topic of a deleted rule.
+func (c *Client) ruleClears(id string) []store.Message {
+	t := c.topics
+	return []store.Message{clearMessage(t.RuleState(id)), clearMessage(t.RuleAttributes(id)),
+		clearMessage(t.RuleEnabled(id)), clearMessage(t.RuleSnapshot(id))}
+}
+
+// cameraOfStatus says whether topic is a camera's status topic, and whose.
+func (c *Client) cameraOfStatus(topic string) (string, bool) {
+	prefix, suffix := c.topics.Base+"/camera/", "/status"
+	if !strings.HasPrefix(topic, prefix) || !strings.HasSuffix(topic, suffix) || len(topic) <= len(prefix)+len(suffix) {
+		return "", false
+	}
+	cam := topic[len(prefix) : len(topic)-len(suffix)]
+	return cam, !strings.Contains(cam, "/")
+}
+
 // removeStale removes a retained discovery config of this device that sightd
 // no longer wants (a rule deleted while it was away, a camera removed from
-// the configuration).
-func (c *Client) removeStale(in inbound) {
-	if len(in.payload) == 0 || c.published == nil {
+// the configuration), with a deleted rule's retained topics, and the
+// retained topics of a camera no longer configured.
+func (c *Client) removeStale(ctx context.Context, in inbound) {
+	if len(in.payload) == 0 {
+		return
+	}
+	pc := c.client()
+	if pc == nil {
+		return
+	}
+	if cam, ok := c.cameraOfStatus(in.topic); ok {
+		if c.cameras[cam] {
+			return
+		}
+		c.log.Info().Str("camera", cam).Msg("clearing the retained topics of a camera no longer configured")
+		t := c.topics
+		for _, topic := range []string{t.CameraStatus(cam), t.Snapshot(cam), t.CameraMotion(cam), t.CameraDetection(cam)} {
+			pc.Publish(topic, 1, true, []byte{})
+		}
+		return
+	}
+	if c.published == nil {
 		return
 	}
 	if _, ok := c.published[in.topic]; ok {
 		return
 	}
-	if pc := c.client(); pc != nil {
-		c.log.Info().Str("topic", in.topic).Msg("discovery: removing a stale entity")
-		pc.Publish(in.topic, 1, true, []byte{})
+	c.log.Info().Str("topic", in.topic).Msg("discovery: removing a stale entity")
+	pc.Publish(in.topic, 1, true, []byte{})
+	// A rule deleted while sightd was away: its own topics go too.
+	if id, ok := c.disc.staleRule(in.topic); ok {
+		if _, known := c.seen[id]; !known {
+			for _, m := range c.ruleClears(id) {
+				if err := c.Push(ctx, m); err != nil {
+					c.log.Warn().Err(err).Str("topic", m.Topic).Msg("rule state not queued")
+				}
+			}
+		}
+	}
+}
+
+// refused tells Home Assistant's update entity why an install was refused
+// (its attributes come from model/event).
+func (c *Client) refused(ctx context.Context, reason string) {
+	m, err := ModelEventMessage(c.opts.Device.ID, ModelEvent{Kind: "refused", Reason: reason})
+	if err == nil {
+		err = c.Push(ctx, m)
+	}
+	if err != nil {
+		c.log.Warn().Err(err).Msg("model install refusal not queued")
 	}
 }
 

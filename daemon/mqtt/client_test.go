@@ -18,20 +18,24 @@ import (
 	"github.com/sightd/sightd/store"
 )
 
-// What Home Assistant's MQTT discovery schemas (homeassistant/components/mqtt:
-// schemas.py, binary_sensor.py, event.py, image.py, update.py) accept, and
-// which keys they require or sightd's entities cannot work without. Home
-// Assistant drops unknown keys silently, so a misspelt key would go unseen.
+// What Home Assistant 2024.3's MQTT discovery schemas (homeassistant/
+// components/mqtt: schemas.py, mixins.py, binary_sensor.py, switch.py,
+// sensor.py, event.py, image.py, update.py) accept, and which keys they
+// require or sightd's entities cannot work without. Home Assistant drops
+// unknown keys silently, so a misspelt key would go unseen.
 var (
 	haTopicRE   = regexp.MustCompile(`^homeassistant/(\w+)/([a-zA-Z0-9_-]+)/([a-zA-Z0-9_-]+)/config$`)
 	haCommon    = []string{"name", "unique_id", "device", "origin", "availability", "availability_mode", "qos", "icon", "entity_category", "json_attributes_topic"}
 	haComponent = map[string]struct{ allowed, required []string }{
-		"binary_sensor": {[]string{"state_topic", "payload_on", "payload_off"}, []string{"state_topic", "payload_on", "payload_off"}},
-		"event":         {[]string{"state_topic", "event_types"}, []string{"state_topic", "event_types"}},
+		"binary_sensor": {[]string{"state_topic", "payload_on", "payload_off", "device_class", "value_template"}, []string{"state_topic", "payload_on", "payload_off"}},
+		"switch":        {[]string{"state_topic", "command_topic", "payload_on", "payload_off", "device_class", "value_template"}, []string{"state_topic", "command_topic", "payload_on", "payload_off"}},
+		"sensor":        {[]string{"state_topic", "value_template", "unit_of_measurement", "device_class", "state_class"}, []string{"state_topic", "value_template"}},
+		"event":         {[]string{"state_topic", "event_types", "value_template", "device_class"}, []string{"state_topic", "event_types"}},
 		"image":         {[]string{"image_topic", "content_type"}, []string{"image_topic", "content_type"}},
-		"update":        {[]string{"state_topic", "command_topic", "payload_install"}, []string{"state_topic", "command_topic", "payload_install"}},
+		"update":        {[]string{"state_topic", "command_topic", "payload_install"}, []string{"state_topic"}},
 	}
-	haDeviceKeys = []string{"identifiers", "name", "manufacturer", "model", "sw_version"}
+	haDeviceKeys       = []string{"identifiers", "name", "manufacturer", "model", "sw_version"}
+	haAvailabilityKeys = []string{"topic", "payload_available", "payload_not_available", "value_template"}
 )
 
 // checkHAConfig checks one discovery config and returns its unique id.
@@ -72,6 +76,16 @@ func checkHAConfig(t *testing.T, topic string, payload []byte) string {
 	if len(avail) == 0 || avail[0].(map[string]any)["topic"] != "sightd/test/status" {
 		t.Errorf("%s: availability %v", topic, avail)
 	}
+	for _, a := range avail {
+		for k := range a.(map[string]any) {
+			if !slices.Contains(haAvailabilityKeys, k) {
+				t.Errorf("%s: availability key %q unknown", topic, k)
+			}
+		}
+	}
+	if len(avail) > 1 && cfg["availability_mode"] != "all" {
+		t.Errorf("%s: %d availability topics, mode %v: want all", topic, len(avail), cfg["availability_mode"])
+	}
 	if q, ok := cfg["qos"].(float64); !ok || q != 1 {
 		t.Errorf("%s: qos %v", topic, cfg["qos"])
 	}
@@ -93,13 +107,70 @@ func (s *sub) configs() map[string][]byte {
 }
 
 const (
-	cfgDoor    = "homeassistant/binary_sensor/sightd_test/rule_door/config"
-	cfgEvents  = "homeassistant/event/sightd_test/events/config"
-	cfgPorch   = "homeassistant/image/sightd_test/camera_porch/config"
-	cfgGarage  = "homeassistant/image/sightd_test/camera_garage/config"
-	cfgModel   = "homeassistant/update/sightd_test/model/config"
-	topicState = "sightd/test/status"
+	cfgDoor       = "homeassistant/binary_sensor/sightd_test/rule_door/config"
+	cfgDoorSwitch = "homeassistant/switch/sightd_test/rule_door/config"
+	cfgEvents     = "homeassistant/event/sightd_test/events/config"
+	cfgPorch      = "homeassistant/image/sightd_test/camera_porch/config"
+	cfgGarage     = "homeassistant/image/sightd_test/camera_garage/config"
+	cfgModel      = "homeassistant/update/sightd_test/model/config"
+	topicState    = "sightd/test/status"
 )
+
+// wantConfigs are the discovery configs of testRules on cameras porch and
+// garage.
+var wantConfigs = []string{
+	cfgDoor, cfgDoorSwitch, cfgEvents, cfgPorch, cfgGarage, cfgModel,
+	"homeassistant/switch/sightd_test/rule_package/config",
+	"homeassistant/image/sightd_test/rule_door/config",
+	"homeassistant/image/sightd_test/rule_package/config",
+	"homeassistant/switch/sightd_test/camera_porch_detection/config",
+	"homeassistant/switch/sightd_test/camera_garage_detection/config",
+	"homeassistant/binary_sensor/sightd_test/camera_porch_motion/config",
+	"homeassistant/binary_sensor/sightd_test/camera_garage_motion/config",
+	"homeassistant/sensor/sightd_test/camera_porch_fps/config",
+	"homeassistant/sensor/sightd_test/camera_garage_fps/config",
+	"homeassistant/sensor/sightd_test/camera_porch_encoder_ms/config",
+	"homeassistant/sensor/sightd_test/camera_garage_encoder_ms/config",
+	"homeassistant/sensor/sightd_test/camera_porch_last_detection/config",
+	"homeassistant/sensor/sightd_test/camera_garage_last_detection/config",
+	"homeassistant/sensor/sightd_test/model_version/config",
+	"homeassistant/sensor/sightd_test/outbox/config",
+}
+
+// fakeSwitches keeps the camera switches in memory and the rules' in rs.
+type fakeSwitches struct {
+	mu  sync.Mutex
+	rs  *fakeRules
+	off map[string]bool
+}
+
+func (f *fakeSwitches) SetRuleEnabled(ctx context.Context, id string, on bool) error {
+	f.rs.mu.Lock()
+	r, ok := f.rs.m[id]
+	f.rs.mu.Unlock()
+	if !ok {
+		return store.ErrNotFound
+	}
+	c := *r
+	c.Enabled = &on
+	return f.rs.Put(ctx, &c)
+}
+
+func (f *fakeSwitches) SetDetection(_ context.Context, camera string, on bool) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.off == nil {
+		f.off = map[string]bool{}
+	}
+	f.off[camera] = !on
+	return nil
+}
+
+func (f *fakeSwitches) Detection(camera string) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return !f.off[camera]
+}
 
 func testRules() *fakeRules {
 	return newFakeRules(
@@ -114,12 +185,20 @@ func TestDiscoveryStatesAndEvents(t *testing.T) {
 	st := openStore(t, nil)
 	rs := testRules()
 	s := subscribe(t, m.url(), subOptions{}, "homeassistant/#", "sightd/#")
+	// A camera removed from the configuration left its retained status.
+	publish(t, m.url(), "sightd/test/camera/attic/status", []byte(Online), true)
+	s.waitFor(t, "the stale camera status", func() bool { return hasRetained(s, "sightd/test/camera/attic/status") })
 	opts := Options{Device: Device{ID: "test", Name: "Porch Pi", Model: "test board", Version: "1.2.3"},
-		Outbox: st, Rules: rs, Cameras: []string{"porch", "garage"}}
+		Outbox: st, Rules: rs, Cameras: []string{"porch", "garage"}, Switches: &fakeSwitches{rs: rs}}
 	c := runClient(t, testConfig(m.url()), opts)
 
-	wantConfigs := []string{cfgDoor, cfgEvents, cfgPorch, cfgGarage, cfgModel}
 	s.waitFor(t, "discovery", func() bool { return len(s.configs()) == len(wantConfigs) })
+	for _, topic := range wantConfigs {
+		if _, ok := s.configs()[topic]; !ok {
+			t.Errorf("no config %s", topic)
+		}
+	}
+	s.waitFor(t, "the stale camera status cleared", func() bool { r, ok := s.get("sightd/test/camera/attic/status"); return ok && len(r.payload) == 0 })
 	s.waitFor(t, "online", func() bool { r, ok := s.get(topicState); return ok && string(r.payload) == Online })
 
 	// Producers push; the drain publishes.
@@ -128,7 +207,7 @@ func TestDiscoveryStatesAndEvents(t *testing.T) {
 	jpg := testJPEG(t)
 	var msgs []store.Message
 	for _, mk := range []func() (store.Message, error){
-		func() (store.Message, error) { return EventMessage("test", det) },
+		func() (store.Message, error) { return EventMessage("test", det, "") },
 		func() (store.Message, error) { return StateMessage("test", "door", true) },
 		func() (store.Message, error) { return AttributesMessage("test", door, &det) },
 		func() (store.Message, error) { return SnapshotMessage("test", "porch", jpg) },
@@ -137,6 +216,13 @@ func TestDiscoveryStatesAndEvents(t *testing.T) {
 		func() (store.Message, error) { return CameraStatusMessage("test", "garage", false) },
 		func() (store.Message, error) {
 			return ModelStateMessage("test", ModelState{Title: "sightd-demo", Installed: 1, Latest: 2})
+		},
+		func() (store.Message, error) { return RuleSnapshotMessage("test", "door", jpg) },
+		func() (store.Message, error) { return RuleSnapshotMessage("test", "package", jpg) },
+		func() (store.Message, error) { return MotionMessage("test", "porch", true) },
+		func() (store.Message, error) { return MotionMessage("test", "garage", false) },
+		func() (store.Message, error) {
+			return ModelEventMessage("test", ModelEvent{Kind: "refused", Reason: "test"})
 		},
 	} {
 		msg, err := mk()
@@ -151,13 +237,27 @@ func TestDiscoveryStatesAndEvents(t *testing.T) {
 	for _, msg := range msgs {
 		s.waitFor(t, msg.Topic, func() bool { _, ok := s.get(msg.Topic); return ok })
 	}
+	ms := 12.5
+	stats, err := StatsMessage("test", Stats{Model: "demo", ModelVersion: 3, Cameras: map[string]CameraStats{
+		"porch": {Online: true, FPS: 10, EncoderMS: &ms}, "garage": {}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 30*time.Second, "stats published", func() bool { return c.PublishNow(stats) })
+	s.waitFor(t, "stats", func() bool { _, ok := s.get(stats.Topic); return ok })
+	// The switches' states come from the first sync: both rules enabled,
+	// both cameras detecting.
+	for _, topic := range []string{"sightd/test/rule/door/enabled", "sightd/test/rule/package/enabled",
+		"sightd/test/camera/porch/detection", "sightd/test/camera/garage/detection"} {
+		s.waitFor(t, topic, func() bool { r, ok := s.get(topic); return ok && string(r.payload) == On })
+	}
 	// Counters are waited for, never read once: the drain may still be
 	// between a PUBACK and its bookkeeping.
 	waitFor(t, 30*time.Second, "outbox drained and every message counted", func() bool {
 		h := c.Health()
 		return st.Len() == 0 && h.Outbox == 0 && h.Acked >= uint64(len(msgs))
 	})
-	if h := c.Health(); !h.Connected || h.Err != nil || h.Acked != uint64(len(msgs)) || h.Outbox != 0 {
+	if h := c.Health(); !h.Connected || h.Err != nil || h.Acked < uint64(len(msgs)) || h.Outbox != 0 {
 		t.Errorf("health %+v", h)
 	}
 
@@ -194,13 +294,20 @@ func TestDiscoveryStatesAndEvents(t *testing.T) {
 		door1["json_attributes_topic"] != "sightd/test/rule/door/attributes" || door1["name"] != "Garage door open" {
 		t.Errorf("binary_sensor: %v", door1)
 	}
-	if types := events["event_types"].([]any); len(types) != 2 || types[0] != "door" || types[1] != "package" || events["state_topic"] != "sightd/test/events" {
+	// Event rules only: a state rule never fires an event.
+	if types := events["event_types"].([]any); len(types) != 1 || types[0] != "package" || events["state_topic"] != "sightd/test/events" {
 		t.Errorf("event: %v", events)
+	}
+	// A disabled rule's sensor is unavailable, not stale.
+	if av := door1["availability"].([]any); len(av) != 2 || av[1].(map[string]any)["topic"] != "sightd/test/rule/door/enabled" ||
+		av[1].(map[string]any)["payload_not_available"] != Off || door1["availability_mode"] != "all" {
+		t.Errorf("binary_sensor availability: %v", door1["availability"])
 	}
 	if porch["image_topic"] != "sightd/test/camera/porch/snapshot" || porch["content_type"] != "image/jpeg" || porch["availability_mode"] != "all" {
 		t.Errorf("image: %v", porch)
 	}
-	if model["command_topic"] != "sightd/test/model/install" || model["state_topic"] != "sightd/test/model/state" || model["payload_install"] != "install" {
+	// Updates are off (no installer): Home Assistant must not offer Install.
+	if _, ok := model["command_topic"]; ok || model["state_topic"] != "sightd/test/model/state" || model["json_attributes_topic"] != "sightd/test/model/event" {
 		t.Errorf("update: %v", model)
 	}
 
@@ -236,12 +343,33 @@ func TestDiscoveryStatesAndEvents(t *testing.T) {
 		ev["region"].(map[string]any)["w"] != 100.0 || r.retained {
 		t.Errorf("event: %s", r.payload)
 	}
-	var ms map[string]any
+	var mstate map[string]any
 	r, _ = s.get("sightd/test/model/state")
-	json.Unmarshal(r.payload, &ms)
-	if ms["installed_version"] != "1" || ms["latest_version"] != "2" || ms["title"] != "sightd-demo" {
+	json.Unmarshal(r.payload, &mstate)
+	if mstate["installed_version"] != "1" || mstate["latest_version"] != "2" || mstate["title"] != "sightd-demo" {
 		t.Errorf("model state: %s", r.payload)
 	}
+
+	// A state rule turned into an event rule loses its retained state; a
+	// disabled state rule says OFF and its switch OFF.
+	rs.Put(ctx, &rules.Rule{ID: "door", Name: "Garage door open", Prompts: []string{"an open garage door"}, Kind: rules.Event})
+	c.Resync()
+	s.waitFor(t, "the former state rule's state cleared", func() bool {
+		r, ok := s.get("sightd/test/rule/door/state")
+		return ok && len(r.payload) == 0
+	})
+	off := false
+	rs.Put(ctx, &rules.Rule{ID: "door", Name: "Garage door open", Prompts: []string{"an open garage door"}, Kind: rules.State, Enabled: &off})
+	c.Resync()
+	s.waitFor(t, "the disabled rule's switch and state OFF", func() bool {
+		sw, _ := s.get("sightd/test/rule/door/enabled")
+		st, _ := s.get("sightd/test/rule/door/state")
+		return string(sw.payload) == Off && string(st.payload) == Off
+	})
+	on := true
+	rs.Put(ctx, &rules.Rule{ID: "door", Name: "Garage door open", Prompts: []string{"an open garage door"}, Kind: rules.State, Enabled: &on})
+	c.Resync()
+	s.waitFor(t, "the rule enabled again", func() bool { r, _ := s.get("sightd/test/rule/door/enabled"); return string(r.payload) == On })
 
 	// A clean stop says "stopped".
 	c.stop()
@@ -253,6 +381,10 @@ func TestDiscoveryStatesAndEvents(t *testing.T) {
 	mark := len(s.all())
 	c = runClient(t, testConfig(m.url()), opts)
 	s.waitFor(t, "stale config removed", func() bool { r, ok := s.get(cfgDoor); return ok && len(r.payload) == 0 })
+	// and with it the deleted rule's own retained topics
+	for _, topic := range []string{"sightd/test/rule/door/enabled", "sightd/test/rule/door/snapshot", "sightd/test/rule/door/attributes"} {
+		s.waitFor(t, topic+" cleared", func() bool { r, ok := s.get(topic); return ok && len(r.payload) == 0 })
+	}
 	s.waitFor(t, "configs again", func() bool { return countAfter(s, mark, cfgEvents, cfgPorch, cfgGarage, cfgModel) })
 	for topic, payload := range s.configs() {
 		if id := checkHAConfig(t, topic, payload); id != ids[topic] {

@@ -39,6 +39,18 @@ type Installer interface {
 	Cancel(ctx context.Context) (version int64, err error)
 }
 
+// Switches are the rule and camera switches Home Assistant turns on and
+// off; the daemon keeps them in the store, so they survive restarts.
+type Switches interface {
+	// SetRuleEnabled enables or disables rule id; store.ErrNotFound when
+	// there is no such rule.
+	SetRuleEnabled(ctx context.Context, id string, on bool) error
+	// SetDetection turns a camera's detection on or off.
+	SetDetection(ctx context.Context, camera string, on bool) error
+	// Detection reports whether a camera's detection is on.
+	Detection(camera string) bool
+}
+
 // ErrNotAvailable answers commands whose handler this build or
 // configuration lacks.
 var ErrNotAvailable = errors.New("not available")
@@ -53,6 +65,8 @@ const (
 	cmdRuleDelete
 	cmdModelInstall
 	cmdSnapshot
+	cmdRuleEnabled
+	cmdCameraDetection
 )
 
 // command is a parsed, validated command.
@@ -65,7 +79,8 @@ type command struct {
 	version   int64       // model/install
 	url       string      // model/install
 	cancel    bool        // model/install: stop the update under way
-	camera    string      // snapshot request
+	camera    string      // snapshot request, camera detection switch
+	on        bool        // switches
 }
 
 const maxRequestID = 128
@@ -75,13 +90,19 @@ const maxRequestID = 128
 // what could be read (the topic, perhaps the request id) for the reply.
 func parseCommand(t Topics, topic string, payload []byte, maxBytes int, cameras map[string]bool) (cmd command, ok bool, err error) {
 	cmd.topic = topic
-	cmd.kind, ok, cmd.camera = parseCommandTopic(t, topic)
+	var name string
+	cmd.kind, ok, name = parseCommandTopic(t, topic)
 	if !ok {
 		return cmd, false, nil
 	}
 	if len(payload) > maxBytes {
 		return cmd, true, fmt.Errorf("%w: %d bytes, above the limit of %d", errCommand, len(payload), maxBytes)
 	}
+	switch cmd.kind {
+	case cmdRuleEnabled, cmdCameraDetection:
+		return parseSwitch(cmd, name, payload, cameras)
+	}
+	cmd.camera = name
 	var env struct {
 		RequestID string          `json:"request_id"`
 		Rule      json.RawMessage `json:"rule"`    // rule/set
@@ -169,9 +190,48 @@ func parseCommand(t Topics, topic string, payload []byte, maxBytes int, cameras 
 	return cmd, true, nil
 }
 
-// parseCommandTopic says which command topic is, and for a snapshot
-// request the camera it names.
-func parseCommandTopic(t Topics, topic string) (kind commandKind, ok bool, camera string) {
+// parseSwitch reads a switch command: ON or OFF, what Home Assistant's
+// switch sends, and nothing else.
+func parseSwitch(cmd command, name string, payload []byte, cameras map[string]bool) (command, bool, error) {
+	if !idRE.MatchString(name) {
+		return cmd, true, fmt.Errorf("%w: %q is not an id", errCommand, name)
+	}
+	switch p := string(bytes.TrimSpace(payload)); p {
+	case On, Off:
+		cmd.on = p == On
+	default:
+		if len(p) > 16 {
+			p = p[:16] + "..."
+		}
+		return cmd, true, fmt.Errorf("%w: payload %q: want ON or OFF", errCommand, p)
+	}
+	if cmd.kind == cmdRuleEnabled {
+		cmd.ruleID = name
+		return cmd, true, nil
+	}
+	cmd.camera = name
+	if !cameras[name] {
+		return cmd, true, fmt.Errorf("%w: unknown camera %q", errCommand, name)
+	}
+	return cmd, true, nil
+}
+
+// parseCommandTopic says which command topic is, and the rule or camera
+// it names, if any.
+func parseCommandTopic(t Topics, topic string) (kind commandKind, ok bool, name string) {
+	inner := func(prefix, suffix string) (string, bool) {
+		if !strings.HasPrefix(topic, prefix) || !strings.HasSuffix(topic, suffix) || len(topic) < len(prefix)+len(suffix) {
+			return "", false
+		}
+		n := topic[len(prefix) : len(topic)-len(suffix)]
+		return n, !strings.Contains(n, "/")
+	}
+	if n, ok := inner(t.Base+"/rule/", "/enabled/set"); ok {
+		return cmdRuleEnabled, true, n
+	}
+	if n, ok := inner(t.Base+"/camera/", "/detection/set"); ok {
+		return cmdCameraDetection, true, n
+	}
 	switch {
 	case topic == t.RuleSet():
 		return cmdRuleSet, true, ""
@@ -236,6 +296,7 @@ type reply struct {
 	Bytes     int    `json:"bytes,omitempty"`     // snapshot size
 	Version   int64  `json:"version,omitempty"`   // model/install
 	Cancelled bool   `json:"cancelled,omitempty"` // model/install {"cancel":true}
+	State     string `json:"state,omitempty"`     // switches: ON or OFF, as now set
 }
 
 // handlers carries out commands. It runs on the client's own goroutine,
@@ -246,6 +307,11 @@ type handlers struct {
 	rules     RuleStore
 	snapshots Snapshotter
 	installer Installer
+	switches  Switches
+	last      func(rule string) *rules.Detection // may be nil
+	// refused publishes a refused model install where Home Assistant's
+	// update entity shows it.
+	refused func(ctx context.Context, reason string)
 	// changed is called after a rule was saved or deleted (to update
 	// Home Assistant discovery).
 	changed func(ctx context.Context)
@@ -273,9 +339,24 @@ func (h *handlers) run(ctx context.Context, cmd command) reply {
 		default:
 			err = h.installer.Install(ctx, cmd.url, cmd.version)
 		}
+		if err != nil && h.refused != nil {
+			h.refused(ctx, err.Error())
+		}
 	case cmdSnapshot:
 		rep.Camera = cmd.camera
 		rep.Bytes, err = h.snapshot(ctx, cmd.camera)
+	case cmdRuleEnabled:
+		rep.Rule = cmd.ruleID
+		err = h.ruleEnabled(ctx, cmd.ruleID, cmd.on)
+	case cmdCameraDetection:
+		rep.Camera = cmd.camera
+		err = h.detection(ctx, cmd.camera, cmd.on)
+	}
+	if err == nil && (cmd.kind == cmdRuleEnabled || cmd.kind == cmdCameraDetection) {
+		rep.State = Off
+		if cmd.on {
+			rep.State = On
+		}
 	}
 	if err != nil {
 		rep.Error = err.Error()
@@ -292,7 +373,11 @@ func (h *handlers) ruleSet(ctx context.Context, r *rules.Rule) error {
 	if err := h.rules.Put(ctx, r); err != nil {
 		return err
 	}
-	if m, err := AttributesMessage(h.device, r, nil); err == nil {
+	var last *rules.Detection
+	if h.last != nil {
+		last = h.last(r.ID)
+	}
+	if m, err := AttributesMessage(h.device, r, last); err == nil {
 		if err := h.push(ctx, m); err != nil {
 			return fmt.Errorf("rule %s saved, but its attributes were not queued: %w", r.ID, err)
 		}
@@ -310,15 +395,39 @@ func (h *handlers) ruleDelete(ctx context.Context, id string) error {
 	} else if err != nil {
 		return err
 	}
-	// Clear the rule's retained topics through the outbox, so that the
-	// clearing comes after any state of the rule still waiting there.
-	t := NewTopics(h.device)
-	for _, topic := range []string{t.RuleState(id), t.RuleAttributes(id)} {
-		if err := h.push(ctx, clearMessage(topic)); err != nil {
-			return fmt.Errorf("rule %s deleted, but %s was not cleared: %w", id, topic, err)
-		}
-	}
+	// changed clears the rule's retained topics.
 	h.changed(ctx)
+	return nil
+}
+
+func (h *handlers) ruleEnabled(ctx context.Context, id string, on bool) error {
+	if h.switches == nil {
+		return fmt.Errorf("rule switches: %w", ErrNotAvailable)
+	}
+	if err := h.switches.SetRuleEnabled(ctx, id, on); errors.Is(err, store.ErrNotFound) {
+		return fmt.Errorf("no rule %q", id)
+	} else if err != nil {
+		return err
+	}
+	// changed publishes the switch's new state.
+	h.changed(ctx)
+	return nil
+}
+
+func (h *handlers) detection(ctx context.Context, camera string, on bool) error {
+	if h.switches == nil {
+		return fmt.Errorf("camera switches: %w", ErrNotAvailable)
+	}
+	if err := h.switches.SetDetection(ctx, camera, on); err != nil {
+		return err
+	}
+	m, err := CameraDetectionMessage(h.device, camera, on)
+	if err != nil {
+		return err
+	}
+	if err := h.push(ctx, m); err != nil {
+		return fmt.Errorf("camera %s: detection set, but its state was not queued: %w", camera, err)
+	}
 	return nil
 }
 

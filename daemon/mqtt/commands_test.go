@@ -1,6 +1,7 @@
 package mqtt
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -59,6 +60,15 @@ func TestParseCommand(t *testing.T) {
 		{"file url", tp.ModelInstall(), `{"url":"file:///etc/passwd"}`, command{kind: cmdModelInstall}, "want an http(s) URL"},
 		{"url on a rule", tp.RuleDelete(), `{"id":"a","url":"http://x/"}`, command{kind: cmdRuleDelete}, `field "url" does not belong`},
 		{"unknown camera", tp.SnapshotRequest("attic"), ``, command{kind: cmdSnapshot, camera: "attic"}, `unknown camera "attic"`},
+		{"rule switch off", tp.RuleEnabledSet("pkg"), `OFF`, command{kind: cmdRuleEnabled, ruleID: "pkg"}, ""},
+		{"rule switch on, newline", tp.RuleEnabledSet("pkg"), "ON\n", command{kind: cmdRuleEnabled, ruleID: "pkg"}, ""},
+		{"camera switch", tp.CameraDetectionSet("porch"), `OFF`, command{kind: cmdCameraDetection, camera: "porch"}, ""},
+		{"switch, lower case", tp.RuleEnabledSet("pkg"), `off`, command{kind: cmdRuleEnabled}, "want ON or OFF"},
+		{"switch, JSON", tp.CameraDetectionSet("porch"), `{"state":"ON"}`, command{kind: cmdCameraDetection}, "want ON or OFF"},
+		{"switch, empty", tp.CameraDetectionSet("porch"), ``, command{kind: cmdCameraDetection}, "want ON or OFF"},
+		{"switch, long", tp.CameraDetectionSet("porch"), strings.Repeat("ON", 1000), command{kind: cmdCameraDetection}, `"ONONONONONONONON..."`},
+		{"switch of an unknown camera", tp.CameraDetectionSet("attic"), `ON`, command{kind: cmdCameraDetection, camera: "attic"}, `unknown camera "attic"`},
+		{"switch of a bad rule id", tp.RuleEnabledSet("A+B"), `ON`, command{kind: cmdRuleEnabled}, "is not an id"},
 		{"long request id", tp.ModelInstall(), `{"request_id":"` + strings.Repeat("x", 200) + `"}`, command{kind: cmdModelInstall}, "request_id longer"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -78,8 +88,14 @@ func TestParseCommand(t *testing.T) {
 			}
 		})
 	}
-	if _, ok, _ := parseCommand(tp, "sightd/test/rule/set/reply", []byte("{}"), 64<<10, testCameras); ok {
-		t.Error("a reply topic was read as a command")
+	for _, topic := range []string{"sightd/test/rule/set/reply", Reply(tp.RuleEnabledSet("pkg")), Reply(tp.CameraDetectionSet("porch")),
+		tp.RuleEnabled("pkg"), "sightd/test/rule/a/b/enabled/set", "sightd/test/rule//enabled/set"} {
+		if cmd, ok, err := parseCommand(tp, topic, []byte("ON"), 64<<10, testCameras); ok && err == nil {
+			t.Errorf("%s read as command %+v", topic, cmd)
+		}
+	}
+	if cmd, _, _ := parseCommand(tp, tp.RuleEnabledSet("pkg"), []byte("ON"), 64<<10, testCameras); !cmd.on {
+		t.Error("ON read as off")
 	}
 }
 
@@ -91,6 +107,8 @@ func FuzzParseCommand(f *testing.F) {
 	f.Add(tp.RuleDelete(), []byte(`{"id":"pkg"}`))
 	f.Add(tp.ModelInstall(), []byte(`install`))
 	f.Add(tp.SnapshotRequest("porch"), []byte(``))
+	f.Add(tp.RuleEnabledSet("pkg"), []byte(`OFF`))
+	f.Add(tp.CameraDetectionSet("porch"), []byte(`ON`))
 	f.Fuzz(func(t *testing.T, topic string, payload []byte) {
 		cmd, ok, err := parseCommand(tp, topic, payload, 64<<10, testCameras)
 		if len(cmd.requestID) > maxRequestID || !utf8.ValidString(cmd.requestID) && err == nil {
@@ -115,6 +133,13 @@ func FuzzParseCommand(f *testing.F) {
 		case cmdModelInstall:
 			if cmd.version < 0 {
 				t.Fatalf("accepted version %d", cmd.version)
+			}
+		case cmdRuleEnabled, cmdCameraDetection:
+			if p := string(bytes.TrimSpace(payload)); p != On && p != Off || cmd.on != (p == On) {
+				t.Fatalf("switch accepted %q as %v", payload, cmd.on)
+			}
+			if cmd.kind == cmdRuleEnabled && !idRE.MatchString(cmd.ruleID) || cmd.kind == cmdCameraDetection && !testCameras[cmd.camera] {
+				t.Fatalf("switch of %q %q", cmd.ruleID, cmd.camera)
 			}
 		default:
 			t.Fatalf("kind %d", cmd.kind)
@@ -227,6 +252,11 @@ func TestCommands(t *testing.T) {
 			}
 		})
 	}
+	// The refused install shows where Home Assistant's update entity looks.
+	s.waitFor(t, "the refusal on model/event", func() bool {
+		r, _ := s.get(tp.ModelEvent())
+		return strings.Contains(string(r.payload), `"kind":"refused","reason":"model install: not available`)
+	})
 	if rep := cmd.send(tp.RuleSet(), `{"request_id":"bad1","rule":{"id":"x","prompts":["x"],"threshold":3}}`); rep.RequestID != "bad1" {
 		t.Errorf("request id not echoed on an error: %+v", rep)
 	}
@@ -253,6 +283,52 @@ func TestCommands(t *testing.T) {
 		t.Fatalf("deleted rule: %v", err)
 	}
 	s.waitFor(t, "the deleted rule's entity removed", func() bool { r, ok := s.get(cfgDoor); return ok && len(r.payload) == 0 })
+
+	// Switches: Home Assistant's ON and OFF; anything else changes nothing.
+	sw := &fakeSwitches{rs: newFakeRules()}
+	c.stop()
+	c = runClient(t, testConfig(m.url()), Options{Outbox: st, Rules: mgr, Cameras: []string{"porch", "garage"},
+		Snapshots: fakeSnapshots{jpg}, Switches: mgrSwitches{mgr, sw}})
+	s.waitFor(t, "the camera switch", func() bool { r, _ := s.get(tp.CameraDetection("porch")); return string(r.payload) == On })
+	for _, bad := range []string{"off", "1", `{"state":"OFF"}`, ""} {
+		if rep := cmd.send(tp.CameraDetectionSet("porch"), bad); rep.OK || !strings.Contains(rep.Error, "want ON or OFF") {
+			t.Errorf("%q: %+v", bad, rep)
+		}
+		if rep := cmd.send(tp.RuleEnabledSet("gate"), bad); rep.OK || !strings.Contains(rep.Error, "want ON or OFF") {
+			t.Errorf("%q: %+v", bad, rep)
+		}
+	}
+	if !sw.Detection("porch") || listRules() == "" {
+		t.Fatal("a malformed switch command changed something")
+	}
+	if r, _ := mgr.Get(ctx, "gate"); !r.IsEnabled() {
+		t.Fatal("a malformed switch command disabled the rule")
+	}
+	if rep := cmd.send(tp.CameraDetectionSet("porch"), "OFF"); !rep.OK || rep.State != Off || rep.Camera != "porch" {
+		t.Fatalf("camera switch: %+v", rep)
+	}
+	s.waitFor(t, "the camera switch off", func() bool { r, _ := s.get(tp.CameraDetection("porch")); return string(r.payload) == Off })
+	if sw.Detection("porch") {
+		t.Error("detection still on")
+	}
+	if rep := cmd.send(tp.RuleEnabledSet("nope"), "OFF"); rep.OK || !strings.Contains(rep.Error, `no rule "nope"`) {
+		t.Errorf("switch of a missing rule: %+v", rep)
+	}
+	if rep := cmd.send(tp.RuleEnabledSet("gate"), "OFF"); !rep.OK || rep.State != Off || rep.Rule != "gate" {
+		t.Fatalf("rule switch: %+v", rep)
+	}
+	if r, _ := mgr.Get(ctx, "gate"); r.IsEnabled() {
+		t.Error("the rule is still enabled")
+	}
+	s.waitFor(t, "the rule switch off, its state off", func() bool {
+		e, _ := s.get(tp.RuleEnabled("gate"))
+		st, _ := s.get(tp.RuleState("gate"))
+		return string(e.payload) == Off && string(st.payload) == Off
+	})
+	if rep := cmd.send(tp.RuleEnabledSet("gate"), "ON"); !rep.OK || rep.State != On {
+		t.Fatalf("rule switch: %+v", rep)
+	}
+	s.waitFor(t, "the rule switch on", func() bool { e, _ := s.get(tp.RuleEnabled("gate")); return string(e.payload) == On })
 
 	if rep := cmd.send(tp.SnapshotRequest("porch"), `{"request_id":"s1"}`); !rep.OK || rep.Camera != "porch" || rep.Bytes != len(jpg) {
 		t.Fatalf("snapshot: %+v", rep)
@@ -310,6 +386,21 @@ func TestHandlersWithoutParts(t *testing.T) {
 	if rep := h.run(context.Background(), command{kind: cmdModelInstall, version: 9, url: "http://x/b.tar"}); rep.OK || rep.Error != `version 9 from "http://x/b.tar": no such bundle` || rep.Version != 9 {
 		t.Errorf("installer error: %+v", rep)
 	}
+}
+
+// mgrSwitches switches the rules of a real Manager and keeps the cameras' in memory.
+type mgrSwitches struct {
+	mgr *rules.Manager
+	*fakeSwitches
+}
+
+func (m mgrSwitches) SetRuleEnabled(ctx context.Context, id string, on bool) error {
+	r, err := m.mgr.Get(ctx, id)
+	if err != nil {
+		return err
+	}
+	r.Enabled = &on
+	return m.mgr.Put(ctx, r)
 }
 
 type installerFunc func(context.Context, string, int64) error

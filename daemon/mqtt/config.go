@@ -45,6 +45,8 @@ type Config struct {
 	// MaxCommandBytes is the largest command payload parsed; larger ones
 	// get an error reply without being parsed.
 	MaxCommandBytes int `yaml:"max_command_bytes"`
+	// StatsInterval is how often the stats topic is published.
+	StatsInterval time.Duration `yaml:"stats_interval"`
 	// EmbeddedBroker, when Listen is set, runs an MQTT broker inside sightd
 	// (standalone installs); Broker then usually points at it.
 	EmbeddedBroker EmbeddedBroker `yaml:"embedded_broker"`
@@ -81,6 +83,7 @@ func Defaults() Config {
 		Discovery:       true,
 		DiscoveryPrefix: "homeassistant",
 		MaxCommandBytes: 64 << 10,
+		StatsInterval:   30 * time.Second,
 	}
 }
 
@@ -136,6 +139,9 @@ func (c Config) Validate() error {
 	}
 	if c.MaxCommandBytes < 1<<10 || c.MaxCommandBytes > 16<<20 {
 		bad("max_command_bytes", "%d: want 1 KiB to 16 MiB", c.MaxCommandBytes)
+	}
+	if c.StatsInterval < time.Second || c.StatsInterval > 24*time.Hour {
+		bad("stats_interval", "%v: want 1s to 24h", c.StatsInterval)
 	}
 	if l := c.EmbeddedBroker.Listen; l != "" {
 		if _, port, err := net.SplitHostPort(l); err != nil || port == "" {

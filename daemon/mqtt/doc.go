@@ -12,10 +12,14 @@
 // could put a message blocked on a dead connection ahead of older ones.
 //
 // Topics live under sightd/<device>: status (online, offline as the last
-// will, stopped after a clean shutdown; retained), events, rule/<id>/state,
-// rule/<id>/attributes, camera/<cam>/snapshot, camera/<cam>/status and
-// model/state. Commands (rule/set, rule/delete, model/install,
-// camera/<cam>/snapshot/request) are answered on <command>/reply and run on
+// will, stopped after a clean shutdown; retained), events (event rules'
+// firings and state rules' event lifecycle: new, update, end), stats,
+// rule/<id>/state, rule/<id>/attributes, rule/<id>/enabled,
+// rule/<id>/snapshot, camera/<cam>/snapshot, camera/<cam>/status,
+// camera/<cam>/motion, camera/<cam>/detection, model/state, model/event and
+// store/state. Commands (rule/set, rule/delete, model/install,
+// camera/<cam>/snapshot/request, and the switches rule/<id>/enabled/set and
+// camera/<cam>/detection/set) are answered on <command>/reply and run on
 // the client's own goroutine, never in paho's callbacks. Each is
 // acknowledged to the broker only once answered, so one received but not
 // answered is delivered again on the next connection; when more wait than
@@ -23,12 +27,17 @@
 // No command is dropped silently.
 //
 // Home Assistant discovery publishes one retained config per entity under
-// homeassistant/<component>/sightd_<device>/<object>/config: a
-// binary_sensor per state rule, one event entity for detections, an image
-// per camera and an update entity for the model bundle. It is sent on
-// every connection and when homeassistant/status says online; configs of
-// rules and cameras that no longer exist are removed (an empty retained
-// config), including those deleted while sightd was away.
+// homeassistant/<component>/sightd_<device>/<object>/config: per rule a
+// switch (enabled) and an image (its last detection's snapshot), per state
+// rule a binary_sensor, one event entity for the event rules, per camera
+// an image, a detection switch, a motion binary_sensor and sensors (frames/s,
+// encoder time, last detection), sensors of the device (model version,
+// outbox) and an update entity for the model bundle. Every entity depends
+// on the device's status, so all go unavailable when sightd stops or
+// dies. Discovery is sent on every connection and when homeassistant/status
+// says online; configs of rules and cameras that no longer exist are
+// removed (an empty retained config), including those deleted while sightd
+// was away, with their retained topics.
 //
 // StartBroker runs an embedded broker (mochi-mqtt) for standalone installs.
 package mqtt

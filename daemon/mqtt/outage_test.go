@@ -26,7 +26,7 @@ func TestBrokerRestartLosesNothing(t *testing.T) {
 	t0 := time.Now().Add(-time.Hour)
 	var ids []string
 	for i := range n {
-		msg, err := EventMessage("test", detection("package", "porch", t0.Add(time.Duration(i)*time.Millisecond)))
+		msg, err := EventMessage("test", detection("package", "porch", t0.Add(time.Duration(i)*time.Millisecond)), "")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -94,7 +94,7 @@ func TestOutboxBoundedWhileBrokerDown(t *testing.T) {
 	st := openStore(t, func(c *store.Config) { c.OutboxMaxEntries = 300 })
 	c := runClient(t, testConfig(fmt.Sprintf("tcp://127.0.0.1:%d", freePort(t))), Options{Outbox: st})
 	for i := range 1200 {
-		msg, _ := EventMessage("test", detection("package", "porch", time.Now().Add(time.Duration(i)*time.Millisecond)))
+		msg, _ := EventMessage("test", detection("package", "porch", time.Now().Add(time.Duration(i)*time.Millisecond)), "")
 		if err := c.Push(ctx, msg); err != nil {
 			t.Fatal(err)
 		}

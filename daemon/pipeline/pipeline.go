@@ -45,7 +45,16 @@ var (
 type Event struct {
 	Detection rules.Detection
 	Snapshot  []byte
+	Rule      *rules.Rule // the rule that fired or changed
+	// Update: a state rule that is ON scored clearly better than when it
+	// turned on or was last updated (UpdateMargin): a better snapshot of
+	// the same event, not a change.
+	Update bool
 }
+
+// UpdateMargin is how much higher a calibrated score must be than the
+// best so far of a state rule that is ON to give an update.
+const UpdateMargin = 0.05
 
 // Sink receives what the pipeline decides: events (to record and publish)
 // and camera availability. It is called from the pipeline's goroutine and
@@ -94,6 +103,10 @@ type Pipeline struct {
 		Tick()
 		Done()
 	}
+	// OnMotion, when set before Run, is told the motion at the first frame,
+	// then when the motion gate starts seeing motion and when it has seen
+	// none for MotionHold.
+	OnMotion func(on bool)
 
 	cfg     camera.Config
 	log     zerolog.Logger
@@ -116,7 +129,18 @@ type Pipeline struct {
 	vecs       []float32
 	wasOnline  bool
 	reportedUp bool
+
+	best       map[string]float64 // state rules that are ON: their best calibrated score so far
+	detect     atomic.Bool        // the camera's detection switch
+	paused     bool               // detection was off at the last frame
+	moving     atomic.Bool
+	lastMotion time.Time
+	motionSent bool // the first frame's motion was reported
 }
+
+// MotionHold is how long the gate must see no motion before the camera's
+// motion turns off, so that a person standing still does not flap it.
+const MotionHold = 5 * time.Second
 
 // New builds a pipeline for cfg reading from src with enc and the rules of
 // set. It takes ownership of src and enc (Run closes them).
@@ -138,9 +162,43 @@ func New(cfg camera.Config, src Source, enc Encoder, set *rules.Set, sink Sink, 
 		gate.Close()
 		return nil, err
 	}
-	return &Pipeline{Name: cfg.Name, cfg: cfg, log: log.With().Str("camera", cfg.Name).Logger(),
+	p := &Pipeline{Name: cfg.Name, cfg: cfg, log: log.With().Str("camera", cfg.Name).Logger(),
 		src: src, gate: gate, regions: regs, snap: snap, sink: sink, enc: enc,
-		eval: rules.NewCamera(cfg.Name, set), version: set.ModelVersion, last: gocv.NewMat()}, nil
+		eval: rules.NewCamera(cfg.Name, set), version: set.ModelVersion, last: gocv.NewMat()}
+	p.detect.Store(true)
+	return p, nil
+}
+
+// SetDetection turns the camera's detection on or off: while off, frames
+// are read and the motion gate runs, but nothing is encoded or matched
+// against the rules.
+func (p *Pipeline) SetDetection(on bool) {
+	if p.detect.Swap(on) != on {
+		p.log.Info().Bool("detection", on).Msg("detection switched")
+	}
+}
+
+// Detection reports whether the camera's detection is on.
+func (p *Pipeline) Detection() bool { return p.detect.Load() }
+
+// Motion reports whether the camera sees motion (with MotionHold).
+func (p *Pipeline) Motion() bool { return p.moving.Load() }
+
+// motion follows the gate's motion at frame time t.
+func (p *Pipeline) motion(t time.Time, moving bool) {
+	if moving {
+		p.lastMotion = t
+	}
+	change := moving && !p.moving.Load() || !moving && p.moving.Load() && t.Sub(p.lastMotion) >= MotionHold
+	// The first frame tells either way, so that subscribers know from the start.
+	if !change && p.motionSent {
+		return
+	}
+	p.motionSent = true
+	p.moving.Store(moving)
+	if p.OnMotion != nil {
+		p.OnMotion(moving)
+	}
 }
 
 // SetRules hands over new rules of the current model; they take effect at
@@ -248,6 +306,17 @@ func (p *Pipeline) handle(ctx context.Context, f camera.Frame) error {
 		}
 		p.Stats.GateNanos.Add(int64(time.Since(start)))
 	}
+	p.motion(f.Time, d.Motion)
+	if !p.detect.Load() {
+		if !p.paused {
+			// Back on, every rule starts OFF, as its last published state
+			// says (the daemon ends what was under way when switched off).
+			p.eval.Reset()
+			p.best, p.paused = nil, true
+		}
+		return nil
+	}
+	p.paused = false
 	if !d.Encode {
 		return nil
 	}
@@ -299,8 +368,9 @@ func (p *Pipeline) handle(ctx context.Context, f camera.Frame) error {
 	}
 	for i := range results {
 		r := &results[i]
-		if r.Decision.Fire || (r.Rule.Kind == rules.State && r.Decision.Changed) {
-			if err := p.emit(ctx, f, r); err != nil {
+		update := p.follow(r)
+		if update || r.Decision.Fire || (r.Rule.Kind == rules.State && r.Decision.Changed) {
+			if err := p.emit(ctx, f, r, update); err != nil {
 				p.log.Error().Err(err).Str("rule", r.Rule.ID).Msg("event not recorded")
 			}
 		}
@@ -308,7 +378,29 @@ func (p *Pipeline) handle(ctx context.Context, f camera.Frame) error {
 	return nil
 }
 
-func (p *Pipeline) emit(ctx context.Context, f camera.Frame, r *rules.Result) error {
+// follow keeps the best score of each state rule while it is ON, and says
+// whether r is an update: a clearly better view of an event under way.
+func (p *Pipeline) follow(r *rules.Result) bool {
+	if r.Rule.Kind != rules.State {
+		return false
+	}
+	if p.best == nil {
+		p.best = map[string]float64{}
+	}
+	id, score := r.Rule.ID, r.Score.Calibrated
+	switch best, on := p.best[id]; {
+	case r.Decision.Changed && r.Decision.On:
+		p.best[id] = score
+	case !r.Decision.On:
+		delete(p.best, id)
+	case on && score >= best+UpdateMargin:
+		p.best[id] = score
+		return true
+	}
+	return false
+}
+
+func (p *Pipeline) emit(ctx context.Context, f camera.Frame, r *rules.Result, update bool) error {
 	region := p.found[r.Score.Region]
 	det := rules.NewDetection(p.Name, time.Now(), *r, region.Rect, region.Kind.String(), p.version)
 	label := fmt.Sprintf("%s %.2f", r.Rule.ID, r.Score.Calibrated)
@@ -319,9 +411,9 @@ func (p *Pipeline) emit(ctx context.Context, f camera.Frame, r *rules.Result) er
 		p.log.Warn().Err(err).Msg("snapshot failed; event sent without it")
 	}
 	p.Stats.Events.Add(1)
-	p.log.Info().Str("rule", det.Rule).Str("state", det.State).Float64("calibrated", det.Calibrated).
+	p.log.Info().Str("rule", det.Rule).Str("state", det.State).Bool("update", update).Float64("calibrated", det.Calibrated).
 		Float64("raw", det.Raw).Str("region", region.Kind.String()).Msg("detection")
-	return p.sink.Event(ctx, Event{Detection: det, Snapshot: jpeg})
+	return p.sink.Event(ctx, Event{Detection: det, Snapshot: jpeg, Rule: r.Rule, Update: update})
 }
 
 // snapshotEvery bounds how stale a requested snapshot can be.

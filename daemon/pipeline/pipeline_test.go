@@ -179,19 +179,8 @@ func TestPipelineMissingCamera(t *testing.T) {
 	cfg.Stall = 200 * time.Millisecond
 	cfg.RetryMin, cfg.RetryMax = 50*time.Millisecond, 100*time.Millisecond
 	ctx, cancel := context.WithCancel(context.Background())
-	src, err := camera.Open(ctx, cfg, zerolog.Nop())
-	if err != nil {
-		t.Fatal(err)
-	}
-	enc, err := tw.NewImage(tflite.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
 	sink := &recorder{}
-	p, err := New(cfg, src, enc, ruleSet(t, tw, 1, &rules.Rule{ID: "x", Prompts: []string{"red"}}), sink, zerolog.Nop())
-	if err != nil {
-		t.Fatal(err)
-	}
+	p := openPipeline(ctx, t, tw, cfg, sink, &rules.Rule{ID: "x", Prompts: []string{"red"}})
 	done := make(chan error, 1)
 	go func() { done <- p.Run(ctx) }()
 	deadline := time.Now().Add(30 * time.Second)
@@ -273,4 +262,67 @@ func TestEncodeFailuresAreNotFatal(t *testing.T) {
 	if got := p.Stats.EncodeErrors.Load(); got != uint64(failed) || p.Stats.Encoded.Load() != uint64(ok) {
 		t.Errorf("stats: %d errors, %d encoded; reported %d failed, %d ok", got, p.Stats.Encoded.Load(), failed, ok)
 	}
+}
+
+// With the camera's detection switched off, the street video is read and
+// its motion reported (off at the first frame, then on, and off again once
+// the street is still for MotionHold), but nothing is encoded and no rule
+// fires.
+func TestDetectionOffStillReportsMotion(t *testing.T) {
+	tw := demotest.Towers(t)
+	cfg := camera.Defaults()
+	cfg.Name = "street"
+	cfg.Source = vtest(t)
+	cfg.Fast = true
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	sink := &recorder{}
+	p := openPipeline(ctx, t, tw, cfg, sink, &rules.Rule{ID: "dark", Prompts: []string{"something dark"}, Kind: rules.State})
+	var motion []bool
+	p.OnMotion = func(on bool) { motion = append(motion, on) }
+	if !p.Detection() {
+		t.Fatal("detection off by default")
+	}
+	p.SetDetection(false)
+	if err := p.Run(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if n := p.Stats.Frames.Load(); n != 795 {
+		t.Errorf("frames %d, want all 795", n)
+	}
+	if p.Stats.Encoded.Load() != 0 || len(sink.events) != 0 {
+		t.Errorf("detection off, yet %d frames encoded and %d events", p.Stats.Encoded.Load(), len(sink.events))
+	}
+	// The first frame reports either way (the gate sees nothing yet), then
+	// only changes: people walk down the street.
+	if len(motion) < 2 || motion[0] || !motion[1] {
+		t.Errorf("motion %v: want off at the first frame, then on", motion)
+	}
+	for i := 1; i < len(motion); i++ {
+		if motion[i] == motion[i-1] {
+			t.Errorf("motion %v: repeats a state", motion)
+		}
+	}
+	t.Logf("motion changes: %v", motion)
+}
+
+// openPipeline opens cfg's camera and a pipeline on it with the demo's
+// image tower and rules rs (model version 1).
+func openPipeline(ctx context.Context, t *testing.T, tw *encoder.Towers, cfg camera.Config, sink Sink, rs ...*rules.Rule) *Pipeline {
+	t.Helper()
+	src, err := camera.Open(ctx, cfg, zerolog.Nop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	enc, err := tw.NewImage(tflite.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := New(cfg, src, enc, ruleSet(t, tw, 1, rs...), sink, zerolog.Nop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
 }

@@ -125,13 +125,29 @@ func (c *Camera) SetRules(set *Set) {
 	newModel := c.set != nil && c.set.ModelVersion != set.ModelVersion
 	keep := map[string]*ruleState{}
 	for _, r := range set.Rules {
-		if st, ok := c.state[r.Rule.ID]; ok && !newModel && sameDecision(st.decider, r.Rule) {
+		// A disabled rule starts OFF when it is enabled again, as the OFF
+		// published when it was disabled says.
+		if st, ok := c.state[r.Rule.ID]; ok && !newModel && sameDecision(st.decider, r.Rule) && r.Rule.IsEnabled() {
 			keep[r.Rule.ID] = st
 			continue
 		}
 		keep[r.Rule.ID] = &ruleState{decider: NewDecider(r.Rule)}
 	}
 	c.set, c.state = set, keep
+}
+
+// Reset forgets every rule's state on this camera: all start OFF again
+// (the camera's detection was switched off).
+// The baselines stay: they describe the scene, not the rules' state.
+func (c *Camera) Reset() {
+	if c.set == nil {
+		return
+	}
+	for _, r := range c.set.Rules {
+		if st, ok := c.state[r.Rule.ID]; ok {
+			st.decider = NewDecider(r.Rule)
+		}
+	}
 }
 
 func sameDecision(d *Decider, r *Rule) bool {

@@ -119,3 +119,57 @@ func BenchmarkEvaluate(b *testing.B) {
 		}
 	}
 }
+
+// A state rule that is ON starts OFF again after Reset (its camera's
+// detection was switched off) and after being disabled and enabled.
+func TestResetAndDisableForgetState(t *testing.T) {
+	const dim = 64
+	r := rand.New(rand.NewPCG(7, 8))
+	concept := &Concept{Positive: randUnit(r, dim)}
+	compile := func(enabled bool) *Set {
+		t.Helper()
+		rule := &Rule{ID: "door", Prompts: []string{"x"}, Kind: State, Threshold: 0.5, Frames: 1, Window: 1, Cooldown: Duration(time.Nanosecond), Enabled: &enabled}
+		rule.Defaults()
+		cc, err := Compile(rule, concept)
+		if err != nil {
+			t.Fatal(err)
+		}
+		set, err := NewSet(1, 100, dim, []*Compiled{cc}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return set
+	}
+	on := compile(true)
+	cam := NewCamera("porch", on)
+	turnOn := func() {
+		t.Helper()
+		// The concept itself as the only region: the best score there is.
+		for i := range 50 {
+			res, err := cam.Evaluate(time.Unix(int64(i), 0), concept.Positive, 1)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(res) == 1 && res[0].Decision.On {
+				return
+			}
+		}
+		t.Fatal("the rule never turned on")
+	}
+	state := func() bool { return cam.state["door"].decider.On() }
+	turnOn()
+	cam.Reset()
+	if state() {
+		t.Error("ON after Reset")
+	}
+	turnOn()
+	cam.SetRules(on) // the same rules again: the state stays
+	if !state() {
+		t.Error("OFF after the same rules were set again")
+	}
+	cam.SetRules(compile(false))
+	cam.SetRules(on)
+	if state() {
+		t.Error("ON after being disabled and enabled")
+	}
+}

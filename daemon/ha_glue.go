@@ -1,0 +1,292 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/sightd/sightd/daemon/mqtt"
+	"github.com/sightd/sightd/daemon/pipeline"
+	"github.com/sightd/sightd/daemon/rules"
+	"github.com/sightd/sightd/store"
+)
+
+// Switches (Home Assistant's rule and camera switches) are kept in the
+// store's meta table: a key holds "off" while the switch is off. A rule's
+// switch also sets the stored rule's enabled field; the key is what keeps
+// a rule of the configuration file off across restarts and SIGHUPs (the
+// file's copy replaces the stored one each time).
+func ruleSwitchKey(id string) string     { return "switch/rule/" + id }
+func cameraSwitchKey(cam string) string  { return "switch/camera/" + cam }
+func switchOff(v []byte, err error) bool { return err == nil && string(v) == "off" }
+
+// applyRuleSwitch turns off a rule of the configuration file whose switch
+// was turned off at run time.
+func (d *daemon) applyRuleSwitch(ctx context.Context, r *rules.Rule) {
+	if switchOff(d.st.Meta(ctx, ruleSwitchKey(r.ID))) {
+		off := false
+		r.Enabled = &off
+		d.log.Info().Str("rule", r.ID).Msg("rule switched off at run time: it stays off (turn its switch on to enable it)")
+	}
+}
+
+// applyCameraSwitches sets each pipeline's detection from the store.
+func (d *daemon) applyCameraSwitches(ctx context.Context) {
+	for _, p := range d.pipes {
+		if switchOff(d.st.Meta(ctx, cameraSwitchKey(p.Name))) {
+			p.SetDetection(false)
+		}
+	}
+}
+
+func (d *daemon) putSwitch(ctx context.Context, key string, on bool) error {
+	if on {
+		return d.st.DeleteMeta(ctx, key)
+	}
+	return d.st.PutMeta(ctx, key, []byte("off"))
+}
+
+// switches are the daemon as the MQTT switch commands see it.
+type switches struct{ d *daemon }
+
+func (s switches) SetRuleEnabled(ctx context.Context, id string, on bool) error {
+	d := s.d
+	d.rulesMu.Lock()
+	r, err := d.mgr.Get(ctx, id)
+	if err == nil {
+		r.Enabled = &on
+		err = d.mgr.Put(ctx, r)
+	}
+	if err == nil {
+		err = d.putSwitch(ctx, ruleSwitchKey(id), on)
+	}
+	d.rulesMu.Unlock()
+	if err != nil {
+		return fmt.Errorf("rule %s: %w", id, err)
+	}
+	d.rulesChanged(ctx)
+	return nil
+}
+
+func (s switches) SetDetection(ctx context.Context, camera string, on bool) error {
+	p := s.d.pipe(camera)
+	if p == nil {
+		return fmt.Errorf("no camera %q", camera)
+	}
+	if err := s.d.putSwitch(ctx, cameraSwitchKey(camera), on); err != nil {
+		return fmt.Errorf("camera %s: %w", camera, err)
+	}
+	p.SetDetection(on)
+	if !on {
+		s.d.endEvents(ctx, func(_, cam string) bool { return cam == camera })
+	}
+	return nil
+}
+
+func (s switches) Detection(camera string) bool {
+	p := s.d.pipe(camera)
+	return p != nil && p.Detection()
+}
+
+func (d *daemon) pipe(name string) *pipeline.Pipeline {
+	for _, p := range d.pipes {
+		if p.Name == name {
+			return p
+		}
+	}
+	return nil
+}
+
+// lastSeen is each rule's and camera's latest detection, for the rules'
+// attributes and the stats.
+type lastSeen struct {
+	mu      sync.Mutex
+	rules   map[string]rules.Detection
+	cameras map[string]time.Time
+}
+
+func (l *lastSeen) record(det rules.Detection) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.rules == nil {
+		l.rules, l.cameras = map[string]rules.Detection{}, map[string]time.Time{}
+	}
+	if old, ok := l.rules[det.Rule]; !ok || !det.Time.Before(old.Time) {
+		l.rules[det.Rule] = det
+	}
+	if det.Time.After(l.cameras[det.Camera]) {
+		l.cameras[det.Camera] = det.Time
+	}
+}
+
+func (l *lastSeen) rule(id string) *rules.Detection {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if det, ok := l.rules[id]; ok {
+		return &det
+	}
+	return nil
+}
+
+func (l *lastSeen) camera(name string) *time.Time {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if t, ok := l.cameras[name]; ok {
+		return &t
+	}
+	return nil
+}
+
+// recentDetections is how much of the history the start reads to find
+// each rule's last detection.
+const recentDetections = 1000
+
+// loadLast seeds the last detections from the store's history, so that a
+// restart does not lose the rules' "last" attribute.
+func (d *daemon) loadLast(ctx context.Context) {
+	hist, err := d.st.RecentDetections(ctx, recentDetections)
+	if err != nil {
+		d.log.Warn().Err(err).Msg("reading the detection history")
+		return
+	}
+	for _, h := range hist {
+		var det rules.Detection
+		if json.Unmarshal(h.JSON, &det) == nil && det.Rule != "" {
+			d.last.record(det)
+		}
+	}
+}
+
+// motion publishes a camera's motion.
+func (d *daemon) motion(camera string) func(on bool) {
+	return func(on bool) {
+		if d.mqtt == nil {
+			return
+		}
+		if m, err := mqtt.MotionMessage(d.cfg.Device.ID, camera, on); err == nil {
+			d.mqtt.Push(d.runCtx, m)
+		}
+	}
+}
+
+// statesOff queues OFF for every state rule before the cameras start:
+// their deciders start OFF, whatever the retained state of the last run says
+// (a stop while a rule was ON leaves it ON).
+func (d *daemon) statesOff(ctx context.Context) {
+	if d.mqtt == nil {
+		return
+	}
+	list, err := lockedRules{d}.List(ctx)
+	if err != nil {
+		d.log.Warn().Err(err).Msg("listing the rules")
+		return
+	}
+	for _, r := range list {
+		if r.Kind != rules.State {
+			continue
+		}
+		m, err := mqtt.StateMessage(d.cfg.Device.ID, r.ID, false)
+		if err == nil {
+			err = d.mqtt.Push(ctx, m)
+		}
+		if err != nil {
+			d.log.Warn().Err(err).Str("rule", r.ID).Msg("initial OFF not queued")
+		}
+	}
+}
+
+// camerasOffline says every camera is offline after a clean stop, so that
+// no subscriber sees a camera of a stopped sightd as online.
+func (d *daemon) camerasOffline(ctx context.Context) {
+	if d.mqtt == nil {
+		return
+	}
+	for _, p := range d.pipes {
+		for _, build := range []func() (store.Message, error){
+			func() (store.Message, error) { return mqtt.CameraStatusMessage(d.cfg.Device.ID, p.Name, false) },
+			func() (store.Message, error) { return mqtt.MotionMessage(d.cfg.Device.ID, p.Name, false) },
+		} {
+			m, err := build()
+			if err == nil {
+				err = d.mqtt.Push(ctx, m)
+			}
+			if err != nil && !errors.Is(err, context.Canceled) {
+				d.log.Warn().Err(err).Str("camera", p.Name).Msg("offline status not queued")
+			}
+		}
+	}
+}
+
+// publishStats sends the stats every interval, directly rather than
+// through the outbox: stale figures are worth nothing after an outage. The
+// first go out a second after start (and every second until one is
+// delivered), so that Home Assistant's sensors do not wait an interval.
+func (d *daemon) publishStats(ctx context.Context, every time.Duration) {
+	prev := make([]frameCounts, len(d.pipes))
+	at := time.Now()
+	for i, p := range d.pipes {
+		prev[i] = countsOf(p)
+	}
+	first := min(time.Second, every)
+	t := time.NewTicker(first)
+	defer t.Stop()
+	sent := false
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case now := <-t.C:
+			s := d.stats(prev, now.Sub(at))
+			at = now
+			m, err := mqtt.StatsMessage(d.cfg.Device.ID, s)
+			if err != nil {
+				d.log.Warn().Err(err).Msg("stats")
+				continue
+			}
+			if d.mqtt.PublishNow(m) && !sent {
+				sent = true
+				t.Reset(every)
+			}
+		}
+	}
+}
+
+type frameCounts struct {
+	frames, encoded uint64
+	encodeNanos     int64
+}
+
+func countsOf(p *pipeline.Pipeline) frameCounts {
+	return frameCounts{frames: p.Stats.Frames.Load(), encoded: p.Stats.Encoded.Load(), encodeNanos: p.Stats.EncodeNanos.Load()}
+}
+
+// stats are the figures since prev (updated in place), over elapsed.
+func (d *daemon) stats(prev []frameCounts, elapsed time.Duration) mqtt.Stats {
+	man := d.model.manifest()
+	s := mqtt.Stats{Time: time.Now().UTC(), Model: man.Name, ModelVersion: d.running.Load(), Outbox: d.st.Len(),
+		Cameras: map[string]mqtt.CameraStats{}}
+	for i, p := range d.pipes {
+		now := countsOf(p)
+		cs := mqtt.CameraStats{Online: p.SourceStats().Available, Detection: p.Detection(), Motion: p.Motion()}
+		if t := d.last.camera(p.Name); t != nil {
+			// whole seconds: every timestamp parser reads them
+			sec := t.Truncate(time.Second)
+			cs.LastDetection = &sec
+		}
+		if elapsed > 0 {
+			cs.FPS = round2(float64(now.frames-prev[i].frames) / elapsed.Seconds())
+		}
+		if n := now.encoded - prev[i].encoded; n > 0 {
+			ms := round2(float64(now.encodeNanos-prev[i].encodeNanos) / float64(n) / 1e6)
+			cs.EncoderMS = &ms
+		}
+		prev[i] = now
+		s.Cameras[p.Name] = cs
+	}
+	return s
+}
+
+func round2(v float64) float64 { return float64(int64(v*100+0.5)) / 100 }

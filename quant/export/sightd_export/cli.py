@@ -47,7 +47,8 @@ PROMPTS = [
 
 
 SIGHTD_RESIZE = (
-    "sightd resizes as PIL's bicubic (antialiased) on torchvision's geometry, bit-exact with open_clip's transform"
+    "sightd resizes as PIL does (antialiased, with the manifest's interpolation: {}) on torchvision's geometry, "
+    "bit-exact with open_clip's transform"
 )
 
 
@@ -165,10 +166,7 @@ def cmd_export(a: argparse.Namespace) -> int:
                 "interpolation": loaded.preprocess.interpolation,
                 "resize_mode": loaded.preprocess.resize_mode,
                 "from": loaded.preprocess.source,
-                "sightd": SIGHTD_RESIZE
-                if loaded.preprocess.interpolation == "bicubic"
-                else SIGHTD_RESIZE + f"; this model's {loaded.preprocess.interpolation} resize differs from it "
-                "(the manifest has no interpolation field yet): its cost is in the image fidelity below",
+                "sightd": SIGHTD_RESIZE.format(loaded.preprocess.interpolation),
             },
             "load_peak_rss_mb": round(load_mem.peak_mb),
             "calibration": {"images": len(img_inputs), "texts": len(txt_inputs)},

@@ -40,10 +40,18 @@ class Catalogued:
     note: str = ""
 
 
-_OPENCLIP_MIT = "MIT (OpenAI CLIP weights `openai`; LAION/OpenCLIP weights such as `laion2b_s34b_b79k`)"
+# Checked 2026-12 in the sources (apple/ml-mobileclip's LICENSE_MODELS and
+# README, its history, the Hugging Face repos open_clip's tags download,
+# openai/CLIP's LICENSE and model card, open_clip's LICENSE and issue #177).
+_CLIP_VIT = (
+    "MIT for the `openai` tag (openai/CLIP's licence; its model card calls any deployed use, commercial or not, "
+    "out of scope) and the `laion*` tags (open_clip's MIT, which its maintainers apply to the weights); "
+    "other tags carry their own (`dfn2b`: Apple, research only; metaclip, datacomp, commonpool: read theirs)"
+)
 _APPLE_V1 = (
-    "Apple's licence on the model card (apple-ascl, Apple Sample Code Licence, at the time of writing; "
-    "not re-checked here): read it before product use"
+    "RESEARCH ONLY: Apple Machine Learning Research Model licence (apple-amlr), as apple/ml-mobileclip "
+    "(LICENSE_MODELS, since August 2025) and the Hugging Face repos of the `datacompdr` weights publish them now; "
+    "no product use, derivatives included (released in 2024 under Apple's sample-code licence, apple-ascl)"
 )
 _APPLE_V2 = (
     "RESEARCH ONLY: Apple Machine Learning Research Model licence (apple-amlr); no product use, derivatives included"
@@ -52,11 +60,11 @@ _APPLE_V2 = (
 CATALOGUE: dict[str, Catalogued] = {
     c.name: c
     for c in [
-        Catalogued("ViT-B-32", "CLIP ViT", _OPENCLIP_MIT),
-        Catalogued("ViT-B-16", "CLIP ViT", _OPENCLIP_MIT),
-        Catalogued("MobileCLIP-S1", "MobileCLIP", _APPLE_V1),
-        Catalogued("MobileCLIP-S2", "MobileCLIP", _APPLE_V1),
-        Catalogued("MobileCLIP-B", "MobileCLIP", _APPLE_V1),
+        Catalogued("ViT-B-32", "CLIP ViT", _CLIP_VIT),
+        Catalogued("ViT-B-16", "CLIP ViT", _CLIP_VIT),
+        Catalogued("MobileCLIP-S1", "MobileCLIP", _APPLE_V1, research_only=True),
+        Catalogued("MobileCLIP-S2", "MobileCLIP", _APPLE_V1, research_only=True),
+        Catalogued("MobileCLIP-B", "MobileCLIP", _APPLE_V1, research_only=True),
         Catalogued("MobileCLIP2-S0", "MobileCLIP2", _APPLE_V2, research_only=True),
         Catalogued("MobileCLIP2-S2", "MobileCLIP2", _APPLE_V2, research_only=True),
         Catalogued("MobileCLIP2-B", "MobileCLIP2", _APPLE_V2, research_only=True),
@@ -64,7 +72,8 @@ CATALOGUE: dict[str, Catalogued] = {
 }
 
 TINYCLIP_NOTE = (
-    "TinyCLIP (MIT, Microsoft) is not in open_clip: pass its open_clip-shaped config with --model-config FILE.json"
+    "TinyCLIP (MIT: wkcn/TinyCLIP's licence, the only one its README names for the checkpoints) is not in "
+    "open_clip: pass its open_clip-shaped config with --model-config FILE.json"
 )
 
 

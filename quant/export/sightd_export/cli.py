@@ -5,6 +5,8 @@ sightd-export export (--model NAME | --model-config FILE.json) --pretrained FILE
                      --precision float32|int8 [--calib DIR] [--calib-text FILE] --out DIR
 sightd-export random-checkpoint (--model NAME | --model-config FILE.json) [--seed N]
                      [--photos DIR] --out FILE.pt
+sightd-export reference (--model NAME | --model-config FILE.json) --pretrained FILE|TAG
+                     [--image FILE]... [--text TEXT]... --out FILE.json
 """
 
 from __future__ import annotations
@@ -352,6 +354,41 @@ def cmd_random_checkpoint(a: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_reference(a: argparse.Namespace) -> int:
+    """open_clip's own vectors for photos and texts (its PIL transform and
+    tokenizer), for checking a bundle where PyTorch does not run (sightd's
+    arm64 tests under QEMU)."""
+    from . import verify
+
+    if not a.image and not a.text:
+        raise ExportError("reference: give at least one --image or --text")
+    missing = [p for p in a.image if not Path(p).is_file()]
+    if missing:
+        raise ExportError(f"reference: no such image {missing[0]}")
+    out = Path(a.out)
+    if out.exists():
+        raise ExportError(f"--out {out}: exists; choose a new file")
+    name = model_name(a)
+    loaded = load_mod.load(name, a.pretrained)
+    images = [Path(p).resolve() for p in a.image]
+    vec = verify.torch_vectors(loaded, images, a.text)
+
+    def flat(v: np.ndarray) -> list[float]:
+        return [float(np.float32(x)) for x in v.ravel()]
+
+    ref = {
+        "model": name,
+        "weights": loaded.weights,
+        "decisive_margin": verify.DECISIVE_MARGIN,
+        "images": [{"file": str(p), "vector": flat(vec[f"image:{p}"])} for p in images],
+        "texts": [{"text": t, "vector": flat(vec[f"text:{t}"])} for t in a.text],
+    }
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(ref) + "\n")
+    print(f"{out}: open_clip's vectors for {len(images)} images and {len(a.text)} texts ({name}, {loaded.weights})")
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="sightd-export", description="OpenCLIP-family checkpoints to sightd bundles")
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -378,6 +415,13 @@ def parser() -> argparse.ArgumentParser:
     r.add_argument("--seed", type=int, default=0)
     r.add_argument("--photos", help="photos to recompute BatchNorm statistics on")
     r.add_argument("--out", required=True)
+
+    f = sub.add_parser("reference", help="open_clip's own vectors for photos and texts, as JSON")
+    model_args(f)
+    f.add_argument("--pretrained", required=True, help="checkpoint file (.pt/.bin/.safetensors) or pretrained tag")
+    f.add_argument("--image", action="append", default=[], help="a photo (repeat)")
+    f.add_argument("--text", action="append", default=[], help="a text (repeat)")
+    f.add_argument("--out", required=True, help="the JSON file to create")
     return ap
 
 
@@ -388,6 +432,8 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_list(a)
         if a.cmd == "export":
             return cmd_export(a)
+        if a.cmd == "reference":
+            return cmd_reference(a)
         return cmd_random_checkpoint(a)
     except ExportError as e:
         print(f"sightd-export: {e}", file=sys.stderr)

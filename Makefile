@@ -359,14 +359,46 @@ BINFMT := /proc/sys/fs/binfmt_misc
 
 .PHONY: test-arm64 test-arm64-run
 
-test-arm64:
+test-arm64: arm64-export-bundle
 	$(MAKE) --no-print-directory ARCH=arm64 test-arm64-run
+
+# One bundle from the export toolchain for test-arm64: the tiny ViT config of
+# quant/export's tests with spread random weights, int8, and open_clip's
+# PyTorch vectors for a few real photos and texts (sightd-export reference).
+# quant/encoder's TestExportedBundles (the probes) and TestExportedParity then
+# run it on LiteRT arm64 under QEMU. Cached under bin/ until the toolchain,
+# its locks or the config change (about 2 minutes to make on 2 quiet cores).
+ARM64_EXPORT_DIR    := $(CURDIR)/bin/arm64-export
+ARM64_EXPORT_CONFIG  = $(EXPORT_DIR)/tests/data/sightd-test-vit.json
+ARM64_EXPORT_PHOTOS := apple.jpg orange.jpg butterfly.jpg baboon.jpg board.jpg messi5.jpg
+ARM64_EXPORT_TEXTS  := "a red apple" "an orange" "a butterfly on a flower" "a monkey's face" "a chessboard" "a football player"
+ARM64_EXPORT_HASH    = $(shell cat $(EXPORT_LOCKS) $(ARM64_EXPORT_CONFIG) $(EXPORT_DIR)/sightd_export/*.py | sha256sum | cut -c1-16)
+ARM64_EXPORT_ENV     = SIGHTD_EXPORTED_BUNDLES=$(ARM64_EXPORT_DIR)/bundle SIGHTD_EXPORTED_REFERENCE=$(ARM64_EXPORT_DIR)/reference.json
+
+.PHONY: arm64-export-bundle
+arm64-export-bundle: export-deps deps-fixtures
+	@d="$(ARM64_EXPORT_DIR)"; stamp="$$d/.stamp-$(ARM64_EXPORT_HASH)"; \
+	if [ ! -f "$$stamp" ]; then \
+	  start=$$(date +%s); rm -rf "$$d"; mkdir -p "$$d/calib"; \
+	  for p in $(ARM64_EXPORT_PHOTOS); do ln -s "$(OPENCV_DATA)/$$p" "$$d/calib/$$p"; done; \
+	  x="$(EXPORT_VENV)/bin/sightd-export"; cfg="$(CURDIR)/$(ARM64_EXPORT_CONFIG)"; \
+	  "$$x" random-checkpoint --model-config "$$cfg" --seed 0 --out "$$d/checkpoint.pt" >"$$d/log" 2>&1; \
+	  "$$x" export --model-config "$$cfg" --pretrained "$$d/checkpoint.pt" --precision int8 \
+	    --calib "$$d/calib" --out "$$d/bundle" >>"$$d/log" 2>&1 || { tail -20 "$$d/log" >&2; exit 1; }; \
+	  ref=(); for p in $(ARM64_EXPORT_PHOTOS); do ref+=(--image "$(OPENCV_DATA)/$$p"); done; \
+	  for t in $(ARM64_EXPORT_TEXTS); do ref+=(--text "$$t"); done; \
+	  "$$x" reference --model-config "$$cfg" --pretrained "$$d/checkpoint.pt" --out "$$d/reference.json" "$${ref[@]}" \
+	    >>"$$d/log" 2>&1 || { tail -20 "$$d/log" >&2; exit 1; }; \
+	  touch "$$stamp"; echo "arm64-export-bundle: $$d/bundle made in $$(( $$(date +%s) - start ))s"; \
+	fi
 
 # QEMU_LD_PREFIX: the arm64 loader and libraries come from the sysroot; the
 # binfmt_misc entry lets a test re-execute its own arm64 binary (store's crash
 # test), as Debian registers it on a machine that runs systemd-binfmt.
 test-arm64-run: deps-litert deps-tflite deps-fixtures $(CROSS_DEPS)
 	@test "$(ARCH)-$(HOST_ARCH)" = arm64-amd64 || { echo "test-arm64: run it as 'make test-arm64' on amd64" >&2; exit 1; }
+	@test -f "$(ARM64_EXPORT_DIR)/bundle/manifest.json" -a -f "$(ARM64_EXPORT_DIR)/reference.json" || { \
+	  echo "test-arm64: no exported bundle in $(ARM64_EXPORT_DIR) (make arm64-export-bundle; make test-arm64 makes it)" >&2; exit 1; }
 	@if [ ! -e $(BINFMT)/qemu-aarch64 ]; then \
 	  mountpoint -q $(BINFMT) || $(SUDO) mount -t binfmt_misc binfmt_misc $(BINFMT) || true; \
 	  grep -h '^:qemu-aarch64:' /usr/lib/binfmt.d/qemu-aarch64.conf | $(SUDO) tee $(BINFMT)/register >/dev/null || true; \
@@ -380,7 +412,7 @@ test-arm64-run: deps-litert deps-tflite deps-fixtures $(CROSS_DEPS)
 	failed=""; \
 	for cpu in $(ARM64_QEMU_CPUS); do \
 	  echo "test-arm64: QEMU_CPU=$$cpu$${noexec:+ (NOT RUN: $$noexec, see the warning above)}"; start=$$(date +%s); \
-	  $(GO) test $(GO_TAGS) -count=1 -timeout 20m $(ARM64_TEST_FLAGS) $${noexec:+-skip "^($$noexec)\$$"} \
+	  $(ARM64_EXPORT_ENV) $(GO) test $(GO_TAGS) -count=1 -timeout 20m $(ARM64_TEST_FLAGS) $${noexec:+-skip "^($$noexec)\$$"} \
 	    -exec "env QEMU_LD_PREFIX=$(CROSS_SYSROOT) LD_LIBRARY_PATH=$(CROSS_GUEST_LIBDIRS) $(CURDIR)/.ci/qemu-exec $$cpu" \
 	    $(ARM64_TEST_PKGS) || failed="$$failed $$cpu"; \
 	  echo "test-arm64: QEMU_CPU=$$cpu took $$(( $$(date +%s) - start ))s"; \

@@ -62,6 +62,12 @@ const (
 	ResizeCenterCrop = "shortest_side_center_crop"
 	ResizeSquash     = "squash"
 
+	// InterpBicubic and InterpBilinear are PIL's antialiased resize filters
+	// (what open_clip's transform calls interpolation): CLIP's is bicubic,
+	// MobileCLIP's bilinear.
+	InterpBicubic  = "bicubic"
+	InterpBilinear = "bilinear"
+
 	TowerImage = "image"
 	TowerText  = "text"
 
@@ -136,6 +142,10 @@ type ImageInput struct {
 	Layout string `json:"layout,omitempty"`
 	Color  string `json:"color"`
 	Resize string `json:"resize"`
+	// Interpolation is the resize filter, InterpBicubic or InterpBilinear.
+	// Omitted means bicubic: bundles written before the field existed keep
+	// their meaning and their bytes (Parse does not fill it in; see Interp).
+	Interpolation string `json:"interpolation,omitempty"`
 	// Mean and Std normalise each channel of a pixel scaled to [0,1]:
 	// (p - mean) / std, channels in the order Color names them. When
 	// omitted they default to 0 and 1 (no normalisation); after Parse both
@@ -384,8 +394,19 @@ func checkImageInput(p *problems, at string, in *ImageInput) {
 	checkDType(p, at+".dtype", in.DType, UInt8, Int8, Float32)
 	checkEnum(p, at+".color", in.Color, ColorRGB, ColorBGR)
 	checkEnum(p, at+".resize", in.Resize, ResizeCenterCrop, ResizeSquash)
+	if in.Interpolation != "" {
+		checkEnum(p, at+".interpolation", in.Interpolation, InterpBicubic, InterpBilinear)
+	}
 	checkTriple(p, at+".mean", in.Mean, false)
 	checkTriple(p, at+".std", in.Std, true)
+}
+
+// Interp is the resize filter: Interpolation, or InterpBicubic when omitted.
+func (in *ImageInput) Interp() string {
+	if in.Interpolation == "" {
+		return InterpBicubic
+	}
+	return in.Interpolation
 }
 
 func (in *ImageInput) layout() string {

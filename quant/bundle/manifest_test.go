@@ -102,6 +102,34 @@ func TestParseDefaults(t *testing.T) {
 	}
 }
 
+// A manifest without an interpolation (every bundle written before the
+// field) means bicubic, and Marshal keeps it without one: its bytes, and so
+// its signature, do not change. A bilinear one keeps its field.
+func TestParseInterpolation(t *testing.T) {
+	m := parseExample(t)
+	if m.Image.Input.Interpolation != "" || m.Image.Input.Interp() != bundle.InterpBicubic {
+		t.Errorf("omitted interpolation: field %q, Interp %q; want empty and bicubic", m.Image.Input.Interpolation, m.Image.Input.Interp())
+	}
+	out, err := m.Marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(string(out), "interpolation") {
+		t.Errorf("Marshal added an interpolation to a manifest without one:\n%s", out)
+	}
+	m.Image.Input.Interpolation = bundle.InterpBilinear
+	if out, err = m.Marshal(); err != nil {
+		t.Fatal(err)
+	}
+	m2, err := bundle.Parse(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := m2.Image.Input.Interp(); got != bundle.InterpBilinear {
+		t.Errorf("bilinear round trip: Interp %q", got)
+	}
+}
+
 func TestParseNCHW(t *testing.T) {
 	m := parseExample(t)
 	m.Image.Input.Layout = bundle.LayoutNCHW
@@ -193,6 +221,8 @@ func TestParseBrokenFields(t *testing.T) {
 			[]string{`image.input.color: want one of RGB, BGR, got "rgb"`}},
 		{"resize", func(m *bundle.Manifest) { m.Image.Input.Resize = "" },
 			[]string{"image.input.resize: missing (one of shortest_side_center_crop, squash)"}},
+		{"interpolation", func(m *bundle.Manifest) { m.Image.Input.Interpolation = "lanczos" },
+			[]string{`image.input.interpolation: want one of bicubic, bilinear, got "lanczos"`}},
 		{"mean length", func(m *bundle.Manifest) { m.Image.Input.Mean = []float32{0.5} },
 			[]string{"image.input.mean: want 3 values, got 1"}},
 		{"std length", func(m *bundle.Manifest) { m.Image.Input.Std = []float32{1, 1} },

@@ -42,6 +42,10 @@ type ImageSpec struct {
 	// Pillow's pixels exactly. It costs about what area averaging does
 	// (BenchmarkImageOverhead, a whole 1280x720 frame: 4.8 ms against 4.3 ms).
 	Interp gocv.InterpolationFlags
+	// PIL is PIL's filter when Interp is zero: bicubic (the zero value) or
+	// bilinear, which MobileCLIP's transform uses; resizing a MobileCLIP's
+	// input with the other filter moves its embedding measurably.
+	PIL PILFilter
 }
 
 // ErrBadImage is returned for an image or region the preprocessor cannot use.
@@ -70,10 +74,13 @@ func NewPreprocessor(spec ImageSpec) (*Preprocessor, error) {
 			return nil, fmt.Errorf("%w: std[%d] = %v must be > 0", ErrBadImage, c, spec.Std[c])
 		}
 	}
+	if spec.PIL != PILBicubic && spec.PIL != PILBilinear {
+		return nil, fmt.Errorf("%w: PIL filter %v", ErrBadImage, spec.PIL)
+	}
 	var pil *pilResampler
 	if spec.Interp == gocv.InterpolationNearestNeighbor {
 		spec.Interp = gocv.InterpolationLinear
-		pil = &pilResampler{}
+		pil = &pilResampler{filter: spec.PIL}
 	}
 	p := &Preprocessor{spec: spec, pil: pil, resized: gocv.NewMatWithSize(spec.Height, spec.Width, gocv.MatTypeCV8UC3)}
 	for c := 0; c < 3; c++ {

@@ -1,13 +1,15 @@
 package encoder
 
 import (
+	"fmt"
 	"image"
 	"math"
 )
 
 // pilResampler reproduces what CLIP-family models were trained on: PIL's
-// Image.resize(BICUBIC), which antialiases when it shrinks (the cubic kernel
-// is stretched by the scale factor), on torchvision's geometry (shortest side
+// Image.resize(BICUBIC) or, for MobileCLIP, Image.resize(BILINEAR), both of
+// which antialias when they shrink (the kernel is stretched by the scale
+// factor), on torchvision's geometry (shortest side
 // to the input size, the other side truncated, the centre crop's offset
 // rounded half to even). OpenCV has no antialiased bicubic resize: its
 // bilinear aliases fine detail on downscaling, and its area averaging is a
@@ -19,6 +21,7 @@ import (
 // pass in 22-bit fixed point, rounded and clamped to 8 bits. Only the output
 // pixels inside the crop are computed.
 type pilResampler struct {
+	filter  PILFilter
 	hx, vy  taps // horizontal taps per output column, vertical per output row
 	key     resizeKey
 	squash  bool
@@ -39,6 +42,42 @@ type taps struct {
 
 const pilPrecisionBits = 32 - 8 - 2
 
+// PILFilter is the kernel of PIL's resize that ImageSpec asks for.
+type PILFilter int
+
+const (
+	// PILBicubic is Image.BICUBIC (Keys' cubic, a = -0.5, support 2): CLIP's.
+	PILBicubic PILFilter = iota
+	// PILBilinear is Image.BILINEAR (the triangle, support 1): MobileCLIP's.
+	PILBilinear
+)
+
+func (f PILFilter) String() string {
+	switch f {
+	case PILBicubic:
+		return "bicubic"
+	case PILBilinear:
+		return "bilinear"
+	}
+	return fmt.Sprintf("PILFilter(%d)", int(f))
+}
+
+// kernel is Pillow's filter function and its support at scale 1.
+func (f PILFilter) kernel() (func(float64) float64, float64) {
+	if f == PILBilinear {
+		return triangle, 1
+	}
+	return bicubic, 2
+}
+
+func triangle(x float64) float64 {
+	x = math.Abs(x)
+	if x < 1 {
+		return 1 - x
+	}
+	return 0
+}
+
 func bicubic(x float64) float64 {
 	const a = -0.5
 	x = math.Abs(x)
@@ -51,12 +90,14 @@ func bicubic(x float64) float64 {
 	return 0
 }
 
-// set computes Pillow's coefficients for resizing inSize to outSize, for the
-// output pixels [out0, out0+n), reusing t's buffers.
-func (t *taps) set(inSize, outSize, out0, n int, scratch *[]float64) {
+// set computes Pillow's coefficients (precompute_coeffs) of filter f for
+// resizing inSize to outSize, for the output pixels [out0, out0+n), reusing
+// t's buffers.
+func (t *taps) set(f PILFilter, inSize, outSize, out0, n int, scratch *[]float64) {
+	kernel, support := f.kernel()
 	scale := float64(inSize) / float64(outSize)
 	filterscale := math.Max(scale, 1)
-	support := 2 * filterscale
+	support *= filterscale
 	width := int(math.Ceil(support))*2 + 1
 	t.first, t.n = grow(t.first, n), grow(t.n, n)
 	t.k = grow(t.k, n*width)
@@ -69,7 +110,7 @@ func (t *taps) set(inSize, outSize, out0, n int, scratch *[]float64) {
 		xmax := min(int(center+support+0.5), inSize) - xmin
 		var sum float64
 		for x := range xmax {
-			w[x] = bicubic((float64(x+xmin) - center + 0.5) / filterscale)
+			w[x] = kernel((float64(x+xmin) - center + 0.5) / filterscale)
 			sum += w[x]
 		}
 		for x := range xmax {
@@ -134,8 +175,8 @@ func (p *pilResampler) resize(dst, src []uint8, stride int, r image.Rectangle, W
 	w, h := r.Dx(), r.Dy()
 	nw, nh, ox, oy := pilGeometry(w, h, W, H, squash)
 	if k := (resizeKey{w, h, W, H}); k != p.key || p.squash != squash {
-		p.hx.set(w, nw, ox, W, &p.scratch)
-		p.vy.set(h, nh, oy, H, &p.scratch)
+		p.hx.set(p.filter, w, nw, ox, W, &p.scratch)
+		p.vy.set(p.filter, h, nh, oy, H, &p.scratch)
 		p.key, p.squash = k, squash
 	}
 	rows := p.vy.hi - p.vy.lo

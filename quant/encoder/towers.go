@@ -79,6 +79,14 @@ func SpecFromManifest(in bundle.ImageInput) (ImageSpec, error) {
 	if in.Resize == bundle.ResizeSquash {
 		s.Resize = Squash
 	}
+	switch in.Interp() {
+	case bundle.InterpBicubic:
+		s.PIL = PILBicubic
+	case bundle.InterpBilinear:
+		s.PIL = PILBilinear
+	default:
+		return ImageSpec{}, fmt.Errorf("encoder: image input interpolation %q is neither %q nor %q", in.Interp(), bundle.InterpBicubic, bundle.InterpBilinear)
+	}
 	copy(s.Mean[:], in.Mean)
 	copy(s.Std[:], in.Std)
 	return s, nil

@@ -81,3 +81,21 @@ func TestProbesCatchARuntimeThatMiscomputes(t *testing.T) {
 		t.Logf("TensorFlow Lite 2.9 (xnnpack=%v) refused: %v", o.XNNPACK, err)
 	}
 }
+
+// The manifest's interpolation picks PIL's filter; omitted is bicubic, and
+// a value Parse would refuse is refused here too rather than resized wrongly.
+func TestSpecFromManifestInterpolation(t *testing.T) {
+	in := bundle.ImageInput{Tensor: bundle.Tensor{Shape: []int{1, 3, 8, 8}}, Layout: bundle.LayoutNCHW,
+		Mean: []float32{0, 0, 0}, Std: []float32{1, 1, 1}}
+	for interp, want := range map[string]PILFilter{"": PILBicubic, "bicubic": PILBicubic, "bilinear": PILBilinear} {
+		in.Interpolation = interp
+		s, err := SpecFromManifest(in)
+		if err != nil || s.PIL != want {
+			t.Errorf("interpolation %q: filter %v, %v; want %v", interp, s.PIL, err, want)
+		}
+	}
+	in.Interpolation = "nearest"
+	if _, err := SpecFromManifest(in); err == nil {
+		t.Error("interpolation nearest accepted")
+	}
+}

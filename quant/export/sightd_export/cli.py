@@ -8,6 +8,8 @@ sightd-export random-checkpoint (--model NAME | --model-config FILE.json) [--see
 sightd-export distill (--teacher NAME | --teacher-config FILE.json) --pretrained FILE|TAG
                      --student NAME|list --data DIR... --out DIR [--epochs N] [--resume] ...
 sightd-export compare BUNDLE_A BUNDLE_B --data DIR --rules FILE [--json FILE]
+sightd-export reference (--model NAME | --model-config FILE.json) --pretrained FILE|TAG
+                     [--image FILE]... [--text TEXT]... --out FILE.json
 """
 
 from __future__ import annotations
@@ -50,7 +52,8 @@ PROMPTS = [
 
 
 SIGHTD_RESIZE = (
-    "sightd resizes as PIL's bicubic (antialiased) on torchvision's geometry, bit-exact with open_clip's transform"
+    "sightd resizes as PIL does (antialiased, with the manifest's interpolation: {}) on torchvision's geometry, "
+    "bit-exact with open_clip's transform"
 )
 
 
@@ -210,10 +213,7 @@ def write_bundle(
                 "interpolation": loaded.preprocess.interpolation,
                 "resize_mode": loaded.preprocess.resize_mode,
                 "from": loaded.preprocess.source,
-                "sightd": SIGHTD_RESIZE
-                if loaded.preprocess.interpolation == "bicubic"
-                else SIGHTD_RESIZE + f"; this model's {loaded.preprocess.interpolation} resize differs from it "
-                "(the manifest has no interpolation field yet): its cost is in the image fidelity below",
+                "sightd": SIGHTD_RESIZE.format(loaded.preprocess.interpolation),
             },
             "calibration": {"images": len(img_inputs), "texts": len(txt_inputs)},
             "towers": {},
@@ -406,6 +406,41 @@ def cmd_random_checkpoint(a: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_reference(a: argparse.Namespace) -> int:
+    """open_clip's own vectors for photos and texts (its PIL transform and
+    tokenizer), for checking a bundle where PyTorch does not run (sightd's
+    arm64 tests under QEMU)."""
+    from . import verify
+
+    if not a.image and not a.text:
+        raise ExportError("reference: give at least one --image or --text")
+    missing = [p for p in a.image if not Path(p).is_file()]
+    if missing:
+        raise ExportError(f"reference: no such image {missing[0]}")
+    out = Path(a.out)
+    if out.exists():
+        raise ExportError(f"--out {out}: exists; choose a new file")
+    name = model_name(a)
+    loaded = load_mod.load(name, a.pretrained)
+    images = [Path(p).resolve() for p in a.image]
+    vec = verify.torch_vectors(loaded, images, a.text)
+
+    def flat(v: np.ndarray) -> list[float]:
+        return [float(np.float32(x)) for x in v.ravel()]
+
+    ref = {
+        "model": name,
+        "weights": loaded.weights,
+        "decisive_margin": verify.DECISIVE_MARGIN,
+        "images": [{"file": str(p), "vector": flat(vec[f"image:{p}"])} for p in images],
+        "texts": [{"text": t, "vector": flat(vec[f"text:{t}"])} for t in a.text],
+    }
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(ref) + "\n")
+    print(f"{out}: open_clip's vectors for {len(images)} images and {len(a.text)} texts ({name}, {loaded.weights})")
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="sightd-export", description="OpenCLIP-family checkpoints to sightd bundles")
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -437,6 +472,13 @@ def parser() -> argparse.ArgumentParser:
     r.add_argument("--seed", type=int, default=0)
     r.add_argument("--photos", help="photos to recompute BatchNorm statistics on")
     r.add_argument("--out", required=True)
+
+    f = sub.add_parser("reference", help="open_clip's own vectors for photos and texts, as JSON")
+    model_args(f)
+    f.add_argument("--pretrained", required=True, help="checkpoint file (.pt/.bin/.safetensors) or pretrained tag")
+    f.add_argument("--image", action="append", default=[], help="a photo (repeat)")
+    f.add_argument("--text", action="append", default=[], help="a text (repeat)")
+    f.add_argument("--out", required=True, help="the JSON file to create")
     return ap
 
 
@@ -457,6 +499,8 @@ def main(argv: list[str] | None = None) -> int:
             from . import compare
 
             return compare.cmd_compare(a)
+        if a.cmd == "reference":
+            return cmd_reference(a)
         return cmd_random_checkpoint(a)
     except ExportError as e:
         print(f"sightd-export: {e}", file=sys.stderr)

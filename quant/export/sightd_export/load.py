@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import socket
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -39,10 +40,18 @@ class Catalogued:
     note: str = ""
 
 
-_OPENCLIP_MIT = "MIT (OpenAI CLIP weights `openai`; LAION/OpenCLIP weights such as `laion2b_s34b_b79k`)"
+# Checked 2026-12 in the sources (apple/ml-mobileclip's LICENSE_MODELS and
+# README, its history, the Hugging Face repos open_clip's tags download,
+# openai/CLIP's LICENSE and model card, open_clip's LICENSE and issue #177).
+_CLIP_VIT = (
+    "MIT for the `openai` tag (openai/CLIP's licence; its model card calls any deployed use, commercial or not, "
+    "out of scope) and the `laion*` tags (open_clip's MIT, which its maintainers apply to the weights); "
+    "other tags carry their own (`dfn2b`: Apple, research only; metaclip, datacomp, commonpool: read theirs)"
+)
 _APPLE_V1 = (
-    "Apple's licence on the model card (apple-ascl, Apple Sample Code Licence, at the time of writing; "
-    "not re-checked here): read it before product use"
+    "RESEARCH ONLY: Apple Machine Learning Research Model licence (apple-amlr), as apple/ml-mobileclip "
+    "(LICENSE_MODELS, since August 2025) and the Hugging Face repos of the `datacompdr` weights publish them now; "
+    "no product use, derivatives included (released in 2024 under Apple's sample-code licence, apple-ascl)"
 )
 _APPLE_V2 = (
     "RESEARCH ONLY: Apple Machine Learning Research Model licence (apple-amlr); no product use, derivatives included"
@@ -51,11 +60,11 @@ _APPLE_V2 = (
 CATALOGUE: dict[str, Catalogued] = {
     c.name: c
     for c in [
-        Catalogued("ViT-B-32", "CLIP ViT", _OPENCLIP_MIT),
-        Catalogued("ViT-B-16", "CLIP ViT", _OPENCLIP_MIT),
-        Catalogued("MobileCLIP-S1", "MobileCLIP", _APPLE_V1),
-        Catalogued("MobileCLIP-S2", "MobileCLIP", _APPLE_V1),
-        Catalogued("MobileCLIP-B", "MobileCLIP", _APPLE_V1),
+        Catalogued("ViT-B-32", "CLIP ViT", _CLIP_VIT),
+        Catalogued("ViT-B-16", "CLIP ViT", _CLIP_VIT),
+        Catalogued("MobileCLIP-S1", "MobileCLIP", _APPLE_V1, research_only=True),
+        Catalogued("MobileCLIP-S2", "MobileCLIP", _APPLE_V1, research_only=True),
+        Catalogued("MobileCLIP-B", "MobileCLIP", _APPLE_V1, research_only=True),
         Catalogued("MobileCLIP2-S0", "MobileCLIP2", _APPLE_V2, research_only=True),
         Catalogued("MobileCLIP2-S2", "MobileCLIP2", _APPLE_V2, research_only=True),
         Catalogued("MobileCLIP2-B", "MobileCLIP2", _APPLE_V2, research_only=True),
@@ -63,7 +72,8 @@ CATALOGUE: dict[str, Catalogued] = {
 }
 
 TINYCLIP_NOTE = (
-    "TinyCLIP (MIT, Microsoft) is not in open_clip: pass its open_clip-shaped config with --model-config FILE.json"
+    "TinyCLIP (MIT: wkcn/TinyCLIP's licence, the only one its README names for the checkpoints) is not in "
+    "open_clip: pass its open_clip-shaped config with --model-config FILE.json"
 )
 
 
@@ -112,8 +122,19 @@ def known_names() -> list[str]:
     return list(CATALOGUE)
 
 
+# Preprocessing that a --model-config file carries (open_clip_config.json's
+# "preprocess_cfg", as the hub publishes it next to the weights), by name.
+_FILE_PREPROCESS: dict[str, dict[str, Any]] = {}
+
+# PIL's resize filters that sightd's manifest can name (quant/bundle).
+SIGHTD_INTERPOLATIONS = ("bicubic", "bilinear")
+
+
 def register_config(path: str | os.PathLike[str]) -> str:
-    """Registers a custom open_clip config (its file name is the model name)."""
+    """Registers a custom open_clip config (its file name is the model name):
+    a model config, or open_clip_config.json's shape ({"model_cfg": ...,
+    "preprocess_cfg": ...}), whose preprocessing then applies to local
+    checkpoints."""
     p = Path(path)
     if not p.is_file():
         raise ExportError(f"--model-config {p}: no such file")
@@ -121,9 +142,24 @@ def register_config(path: str | os.PathLike[str]) -> str:
         cfg = json.loads(p.read_text())
     except json.JSONDecodeError as e:
         raise ExportError(f"--model-config {p}: not JSON: {e}") from e
+    pp: dict[str, Any] = {}
+    if isinstance(cfg, dict) and "model_cfg" in cfg:
+        pp = cfg.get("preprocess_cfg") or {}
+        cfg = cfg["model_cfg"]
+        if not isinstance(pp, dict):
+            raise ExportError(f"--model-config {p}: preprocess_cfg is not an object")
+        if pp.get("interpolation", "bicubic") not in SIGHTD_INTERPOLATIONS:
+            raise ExportError(
+                f"--model-config {p}: preprocess_cfg interpolation {pp['interpolation']!r} is not one sightd has "
+                f"({', '.join(SIGHTD_INTERPOLATIONS)})"
+            )
     if not isinstance(cfg, dict) or not all(k in cfg for k in ("embed_dim", "vision_cfg", "text_cfg")):
         raise ExportError(f"--model-config {p}: want an open_clip config with embed_dim, vision_cfg and text_cfg")
-    open_clip.add_model_config(p)
+    with tempfile.TemporaryDirectory() as d:
+        f = Path(d) / f"{p.stem}.json"
+        f.write_text(json.dumps(cfg))
+        open_clip.add_model_config(f)
+    _FILE_PREPROCESS[p.stem] = pp
     return p.stem
 
 
@@ -169,6 +205,11 @@ def _preprocess(name: str, model: torch.nn.Module, tag: str | None) -> Preproces
         "resize_mode": cfg.get("resize_mode", "shortest"),
     }
     source = "the model config"
+    if _FILE_PREPROCESS.get(name):
+        for k, v in _FILE_PREPROCESS[name].items():
+            if k in values:
+                values[k] = tuple(v) if isinstance(v, list) else v
+        source = "the --model-config file's preprocess_cfg"
     # A local file carries no preprocessing: take the published weights' own
     # (MobileCLIP's are mean 0 / std 1, bilinear) when all their tags agree.
     tags = [tag] if tag else open_clip.list_pretrained_tags_by_model(name)
@@ -180,6 +221,11 @@ def _preprocess(name: str, model: torch.nn.Module, tag: str | None) -> Preproces
             if v is not None:
                 values[k] = v
         source = f"the published weights' config ({', '.join(tags)})"
+    if values["interpolation"] not in SIGHTD_INTERPOLATIONS:
+        raise ExportError(
+            f"model {name!r}: interpolation {values['interpolation']!r} is not one sightd has "
+            f"({', '.join(SIGHTD_INTERPOLATIONS)})"
+        )
     if values["resize_mode"] not in ("shortest", "squash"):
         raise ExportError(
             f"model {name!r}: resize mode {values['resize_mode']!r} is not one sightd has (shortest, squash)"

@@ -33,7 +33,7 @@ def file_ref(bundle: Path, name: str) -> dict[str, Any]:
 
 def probe_pixels(loaded: Loaded, image: Path) -> Image.Image:
     """The pixels the model sees of `image` (open_clip's own resize and crop,
-    PIL bicubic), stored at the input size so that any runtime's resize is
+    with the model's PIL filter), stored at the input size so that any runtime's resize is
     the identity: a probe tests the tower and the runtime, not the resize."""
     return probe_pixels_of(loaded, Image.open(image).convert("RGB"))
 
@@ -96,6 +96,7 @@ def write(
                 "layout": "NCHW",
                 "color": "RGB",
                 "resize": "squash" if p.resize_mode == "squash" else "shortest_side_center_crop",
+                "interpolation": p.interpolation,
                 "mean": [round(float(v), 8) for v in p.mean],
                 "std": [round(float(v), 8) for v in p.std],
             },

@@ -102,5 +102,17 @@ def test_list_says_licences(capsys):
         "MobileCLIP2-B",
     ):
         line = next(s for s in out.splitlines() if s.startswith(name + " "))
-        assert ("RESEARCH ONLY" in line) == name.startswith("MobileCLIP2"), line
+        # Apple's MobileCLIP weights, v1 included, are research only as published now.
+        assert ("RESEARCH ONLY" in line) == name.startswith("MobileCLIP"), line
     assert "TinyCLIP" in out
+
+
+def test_reference_needs_inputs(capsys, tmp_path):
+    line = run(capsys, "reference", "--model-config", str(CONFIG), "--pretrained", "x.pt", "--out", str(tmp_path / "r"))
+    assert "at least one --image or --text" in line
+
+
+def test_reference_missing_image(capsys, tmp_path):
+    args = ["reference", "--model-config", str(CONFIG), "--pretrained", "x.pt", "--image", str(tmp_path / "no.jpg")]
+    line = run(capsys, *args, "--out", str(tmp_path / "r"))
+    assert "no such image" in line

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from sightd_export.cli import probe_floor
+from sightd_export.load import CATALOGUE
 from sightd_export.quantize import Candidate, pick
 from sightd_export.verify import Fidelity
 
@@ -43,3 +44,12 @@ def test_probe_floor():
     assert probe_floor(0.999, "aeq_dynamic_wi8_afp32", {"float32": 0.99}) == 0.95
     assert probe_floor(0.955, "pt2e_static_per_tensor", {"float32": 0.99}) == 0.945
     assert probe_floor(0.5, "pt2e_static_per_tensor", {"float32": 0.99}) == 0.9
+
+
+def test_catalogue_apple_weights_research_only():
+    """Apple publishes MobileCLIP's weights, v1 and v2, under its research-only
+    licence (apple-amlr) now; only the CLIP ViTs' openai/laion weights are MIT."""
+    for name, c in CATALOGUE.items():
+        apple = name.startswith("MobileCLIP")
+        assert c.research_only == apple, name
+        assert ("RESEARCH ONLY" in c.licence) == apple, name

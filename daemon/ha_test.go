@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -19,6 +20,7 @@ import (
 
 	paho "github.com/eclipse/paho.mqtt.golang"
 
+	"github.com/sightd/sightd/camera"
 	"github.com/sightd/sightd/daemon/hatest"
 )
 
@@ -173,6 +175,10 @@ mqtt: {broker: "tcp://%s"}
 		t.Logf("%-50s %s %v", e.entityID, s.State, s.Attributes["event_type"])
 	}
 
+	// The quiet rule's image shows its placeholder (sightd's own, byte for
+	// byte), not a broken picture.
+	checkPlaceholder(t, ctx, ha, ents)
+
 	// A rule switch turned off in HA disables the rule in sightd.
 	checkRuleSwitch(t, ctx, ha, ents, "http://"+listen)
 
@@ -212,6 +218,30 @@ mqtt: {broker: "tcp://%s"}
 	for _, p := range hatest.Problems(log) {
 		t.Logf("home-assistant.log (not about MQTT or sightd): %s", p)
 	}
+}
+
+// checkPlaceholder checks that HA serves the quiet rule's image entity the
+// placeholder sightd publishes for a rule that never fired.
+func checkPlaceholder(t *testing.T, ctx context.Context, ha *hatest.HA, ents []haEntity) {
+	t.Helper()
+	want, err := camera.Placeholder(placeholderSize.X, placeholderSize.Y, "something purple", "no detection yet")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range ents {
+		if e.component != "image" || !strings.Contains(e.UniqueID, haQuietRule) {
+			continue
+		}
+		got, err := ha.Image(ctx, e.entityID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(got, want) {
+			t.Errorf("%s: a %d-byte picture %.8q, want the %d-byte placeholder", e.entityID, len(got), got, len(want))
+		}
+		return
+	}
+	t.Errorf("no image entity of the quiet rule %s", haQuietRule)
 }
 
 // registered waits until HA has registered an entity for each of sightd's
@@ -296,8 +326,6 @@ func (e haEntity) badState(s hatest.State) string {
 		return "no state"
 	case s.State == "unavailable":
 		return "unavailable"
-	case s.State == "unknown" && strings.Contains(e.UniqueID, haQuietRule):
-		return "" // the quiet rule never fires: nothing to show, yet available
 	case s.State == "unknown":
 		return "unknown"
 	}
@@ -446,26 +474,40 @@ func waitHA(t *testing.T, ctx context.Context, ha *hatest.HA, what string, cond 
 // at addr (retained ones included); an empty payload stays, as a removal.
 func retained(t *testing.T, addr, filter string) func() map[string][]byte {
 	t.Helper()
+	all := payloads(t, addr, filter)
+	return func() map[string][]byte {
+		last := map[string][]byte{}
+		for topic, ps := range all() {
+			last[topic] = ps[len(ps)-1]
+		}
+		return last
+	}
+}
+
+// payloads keeps every payload of every topic under filter on the broker at
+// addr (retained ones included), in the order they came.
+func payloads(t *testing.T, addr, filter string) func() map[string][][]byte {
+	t.Helper()
 	var mu sync.Mutex
-	last := map[string][]byte{}
-	opts := paho.NewClientOptions().AddBroker("tcp://" + addr).SetClientID("test-retained").
+	seen := map[string][][]byte{}
+	opts := paho.NewClientOptions().AddBroker("tcp://" + addr).SetClientID(fmt.Sprintf("test-payloads-%d", subscribers.Add(1))).
 		SetConnectRetry(true).SetConnectRetryInterval(100 * time.Millisecond).
 		SetOnConnectHandler(func(c paho.Client) {
 			c.Subscribe(filter, 1, func(_ paho.Client, m paho.Message) {
 				mu.Lock()
-				last[m.Topic()] = append([]byte(nil), m.Payload()...)
+				seen[m.Topic()] = append(seen[m.Topic()], append([]byte(nil), m.Payload()...))
 				mu.Unlock()
 			})
 		})
 	c := paho.NewClient(opts)
 	c.Connect()
 	t.Cleanup(func() { c.Disconnect(100) })
-	return func() map[string][]byte {
+	return func() map[string][][]byte {
 		mu.Lock()
 		defer mu.Unlock()
-		out := make(map[string][]byte, len(last))
-		for k, v := range last {
-			out[k] = v
+		out := make(map[string][][]byte, len(seen))
+		for k, v := range seen {
+			out[k] = slices.Clone(v)
 		}
 		return out
 	}

@@ -90,10 +90,14 @@ type daemon struct {
 	modelFiles atomic.Int64
 
 	pipes    []*pipeline.Pipeline
-	last     lastSeen     // each rule's and camera's latest detection
-	episodes episodes     // state rules' events under way
-	mqtt     *mqtt.Client // nil when MQTT is off
-	broker   *mqtt.Broker // the embedded broker, when configured
+	last     lastSeen // each rule's and camera's latest detection
+	episodes episodes // state rules' events under way
+	// pictured: the rules whose image has a picture queued in this run
+	// (see rulePictures)
+	picturedMu sync.Mutex
+	pictured   map[string]bool
+	mqtt       *mqtt.Client // nil when MQTT is off
+	broker     *mqtt.Broker // the embedded broker, when configured
 }
 
 func runtimeOptions(m config.Model, log *zerolog.Logger) tflite.Options {
@@ -162,7 +166,7 @@ func runDaemon(ctx context.Context, cfg *config.Config, log zerolog.Logger, ctl 
 	go wd.Run(runCtx)
 	var wg sync.WaitGroup
 	errs := make(chan error, len(d.pipes)+1)
-	d.statesOff(runCtx) // queued before any camera can change them
+	d.startRules(runCtx) // queued before any camera can change them
 	for _, p := range d.pipes {
 		wg.Add(1)
 		go func() {
@@ -346,6 +350,11 @@ func (d *daemon) rulesChanged(ctx context.Context) {
 		d.log.Error().Err(err).Msg("rules not reloaded")
 		return
 	}
+	list := make([]*rules.Rule, len(set.Rules))
+	for i, c := range set.Rules {
+		list[i] = c.Rule
+	}
+	d.rulePictures(ctx, list) // before any pipeline can fire a new rule
 	for _, p := range d.pipes {
 		p.SetRules(set)
 	}

@@ -9,6 +9,7 @@
 #   make deb [ARCH=arm64]   bin/sightd_<version>_<arch>.deb; make test-deb installs and purges it
 #   make test-ha            sightd against a real Home Assistant (make test runs it too)
 #   make ha-screenshot      bin/ha-dashboard.png, bin/ha-device.png: Home Assistant showing sightd
+#   make readme-pictures    daemon/doc/: the README's pictures, of a synthetic video, with Home Assistant
 
 SHELL := /bin/bash
 .SHELLFLAGS := -eu -o pipefail -c
@@ -330,7 +331,7 @@ test: deps test-export ha-deps
 	SIGHTD_HA_VENV=$(HA_VENV) $(GO) test $(GO_TAGS) -count=1 -timeout 20m ./...
 
 # The tests link the modules of OPENCV_TEST_MODULES too.
-test test-stress bench test-arm64-run test-ha ha-screenshot: CGO_LDFLAGS += $(OPENCV_TEST_LDFLAGS)
+test test-stress bench test-arm64-run test-ha ha-screenshot readme-pictures: CGO_LDFLAGS += $(OPENCV_TEST_LDFLAGS)
 
 # The timing-sensitive packages STRESS_COUNT times over while busy loops keep
 # every core loaded: a test that reads a counter which can lag, or sleeps
@@ -636,6 +637,11 @@ bench-export: export-deps build deps-fixtures
 # make ha-screenshot  bin/ha-dashboard.png (HA's overview dashboard with sightd's
 #                   sensors and pictures) and bin/ha-device.png (sightd's device
 #                   page: every entity), by headless Chromium (Debian's chromium).
+# make readme-pictures  the README's pictures in daemon/doc/, of our own data: the
+#                   same test on a synthetic video (an orange ball rolling across a
+#                   yard, written by the test with OpenCV): snapshot.jpg (an event's
+#                   snapshot from sightd's HTTP API), ha-dashboard.png and
+#                   ha-device.png (quantised by pngquant).
 HA_DIR        := daemon/hatest
 HA_LOCK       := $(HA_DIR)/requirements.lock
 HA_VERSION    := 2024.3.3
@@ -643,7 +649,7 @@ HA_PYTHON     ?= python3
 HA_VENV_STORE ?= $(HOME)/.cache/sightd/ha-venv
 HA_VENV        = $(HA_VENV_STORE)/$(shell sha256sum $(HA_LOCK) | cut -c1-16)
 
-.PHONY: ha-deps ha-lock test-ha ha-screenshot
+.PHONY: ha-deps ha-lock test-ha ha-screenshot readme-pictures
 
 ha-deps: deps-python-venv
 	@venv="$(HA_VENV)"; \
@@ -680,3 +686,15 @@ ha-screenshot: deps build ha-deps
 	SIGHTD_HA_VENV=$(HA_VENV) SIGHTD_HA_SCREENSHOTS=$(CURDIR)/bin \
 	  $(GO) test $(GO_TAGS) -count=1 -timeout 20m -run '^TestHomeAssistant$$' ./daemon
 	@echo "ha-screenshot: bin/ha-dashboard.png (the overview dashboard), bin/ha-device.png (sightd's device page)"
+
+README_PICTURES_APT_PACKAGES := chromium pngquant
+readme-pictures: deps build ha-deps
+	$(call apt-install,$(README_PICTURES_APT_PACKAGES))
+	rm -rf bin/readme-pictures && mkdir -p bin/readme-pictures daemon/doc
+	SIGHTD_HA_VENV=$(HA_VENV) SIGHTD_README_PICTURES=$(CURDIR)/bin/readme-pictures \
+	  $(GO) test $(GO_TAGS) -count=1 -timeout 20m -v -run '^TestReadmePictures$$' ./daemon | tee bin/readme-pictures.log
+	@grep -q -- '^--- PASS: TestReadmePictures' bin/readme-pictures.log || { echo "readme-pictures: TestReadmePictures did not pass (bin/readme-pictures.log)" >&2; exit 1; }
+	for f in ha-dashboard ha-device; do \
+	  pngquant --force --strip --quality 40-90 --output daemon/doc/$$f.png bin/readme-pictures/$$f.png; done
+	cp bin/readme-pictures/snapshot.jpg daemon/doc/snapshot.jpg
+	@ls -l daemon/doc/snapshot.jpg daemon/doc/ha-dashboard.png daemon/doc/ha-device.png

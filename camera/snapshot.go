@@ -115,3 +115,41 @@ func (s *Snapshotter) label(r image.Rectangle, text string, font float64, thick 
 }
 
 func scale(v int, f float64) int { return int(float64(v)*f + 0.5) }
+
+// Placeholder is a w×h grey JPEG with lines centred on it, one under the
+// other: the picture of a rule that has not fired yet, so that an image
+// entity shows what it is instead of a broken picture. The Hershey font
+// draws ASCII only: other characters come out as '?'.
+func Placeholder(w, h int, lines ...string) ([]byte, error) {
+	if w < 64 || h < 32 || w > 8192 || h > 8192 {
+		return nil, fmt.Errorf("placeholder: %dx%d: want 64..8192 by 32..8192", w, h)
+	}
+	m := gocv.NewMatWithSizeFromScalar(gocv.NewScalar(96, 96, 96, 0), h, w, gocv.MatTypeCV8UC3)
+	defer m.Close()
+	font, thick := float64(w)/900, max(1, w/400)
+	ink := color.RGBA{R: 230, G: 230, B: 230, A: 255}
+	sizes := make([]image.Point, len(lines))
+	total := 0
+	for i, l := range lines {
+		sizes[i] = gocv.GetTextSize(l, gocv.FontHersheySimplex, font, thick)
+		total += sizes[i].Y * 2
+	}
+	y := (h - total) / 2
+	for i, l := range lines {
+		// a line too wide for the picture is scaled down to fit it
+		f := font
+		if sizes[i].X > w*9/10 {
+			f = font * float64(w*9/10) / float64(sizes[i].X)
+			sizes[i] = gocv.GetTextSize(l, gocv.FontHersheySimplex, f, thick)
+		}
+		y += sizes[i].Y
+		gocv.PutText(&m, l, image.Pt((w-sizes[i].X)/2, y), gocv.FontHersheySimplex, f, ink, thick)
+		y += sizes[i].Y
+	}
+	buf, err := gocv.IMEncodeWithParams(gocv.JPEGFileExt, m, []int{gocv.IMWriteJpegQuality, 80})
+	if err != nil {
+		return nil, fmt.Errorf("placeholder: %w", err)
+	}
+	defer buf.Close()
+	return append([]byte(nil), buf.GetBytes()...), nil
+}

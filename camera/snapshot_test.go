@@ -5,6 +5,7 @@ import (
 	"errors"
 	"image"
 	"image/jpeg"
+	"strings"
 	"testing"
 
 	"gocv.io/x/gocv"
@@ -134,5 +135,41 @@ func TestSnapshotLabelAtTheTop(t *testing.T) {
 	img := snapshot(t, SnapshotDefaults(), frame, image.Rect(600, 0, 768, 100), "a long label near the right edge")
 	if !amber(img, image.Pt(760, 5)) {
 		t.Errorf("no label band at the top right: %v", img.At(760, 5))
+	}
+}
+
+// A placeholder is a grey JPEG of the size asked for with its text drawn
+// in the middle (light pixels there, none at the border); a long line
+// stays inside the picture.
+func TestPlaceholder(t *testing.T) {
+	b, err := Placeholder(640, 360, "no detection yet", strings.Repeat("a very long rule name ", 10))
+	if err != nil {
+		t.Fatal(err)
+	}
+	img, err := jpeg.Decode(bytes.NewReader(b))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if img.Bounds() != image.Rect(0, 0, 640, 360) {
+		t.Fatalf("size %v", img.Bounds())
+	}
+	light := func(x0, x1, y0, y1 int) (n int) {
+		for y := y0; y < y1; y++ {
+			for x := x0; x < x1; x++ {
+				if r, _, _, _ := img.At(x, y).RGBA(); r>>8 > 180 {
+					n++
+				}
+			}
+		}
+		return n
+	}
+	if n := light(0, 640, 120, 240); n < 500 {
+		t.Errorf("%d light pixels in the middle: no text drawn", n)
+	}
+	if n := light(0, 640, 0, 60) + light(0, 640, 300, 360) + light(0, 20, 0, 360) + light(620, 640, 0, 360); n != 0 {
+		t.Errorf("%d light pixels at the border: text outside the middle", n)
+	}
+	if _, err := Placeholder(10, 10); err == nil {
+		t.Error("a 10x10 placeholder made")
 	}
 }

@@ -1,11 +1,14 @@
 package main
 
 import (
+	"slices"
 	"testing"
 	"time"
 
 	"github.com/sightd/sightd/daemon/mqtt"
+	"github.com/sightd/sightd/daemon/pipeline"
 	"github.com/sightd/sightd/daemon/rules"
+	"github.com/sightd/sightd/store"
 )
 
 // A state rule's event on one camera: new, update, end under one id, the
@@ -43,5 +46,38 @@ func TestEpisodes(t *testing.T) {
 	check(ends[0], "end", "b1", "", 60, "b1")
 	if ends[0].After.State != "OFF" || len(e.endWhere(func(string, string) bool { return true }, t0)) != 0 {
 		t.Errorf("events left under way: %+v", e.open)
+	}
+}
+
+// Which images a detection updates: the camera's and the rule's follow a
+// state rule's ON and update and an event rule's firing, never an OFF
+// (its frame would show a box around a region that does not match).
+func TestDetectionImages(t *testing.T) {
+	jpeg := []byte{0xFF, 0xD8, 0xFF, 0xE0}
+	event := mqtt.NewTopics("test").Events()
+	for _, c := range []struct {
+		kind   rules.Kind
+		state  string
+		update bool
+		images bool
+	}{
+		{rules.State, "ON", false, true},
+		{rules.State, "ON", true, true},
+		{rules.State, "OFF", false, false},
+		{rules.Event, "", false, true},
+	} {
+		det := rules.Detection{ID: "d1", Rule: "door", Kind: c.kind, State: c.state, Camera: "porch"}
+		msgs, err := detectionMessages("test", pipeline.Event{Detection: det, Snapshot: jpeg, Update: c.update}, store.Message{Topic: event})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var topics []string
+		for _, m := range msgs {
+			topics = append(topics, m.Topic)
+		}
+		cam, rule := slices.Contains(topics, "sightd/test/camera/porch/snapshot"), slices.Contains(topics, "sightd/test/rule/door/snapshot")
+		if cam != c.images || rule != c.images || topics[0] != event {
+			t.Errorf("%s %s update %v: topics %v; want the images %v", c.kind, c.state, c.update, topics, c.images)
+		}
 	}
 }

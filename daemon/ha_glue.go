@@ -5,9 +5,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"image"
 	"sync"
 	"time"
 
+	"github.com/sightd/sightd/camera"
 	"github.com/sightd/sightd/daemon/mqtt"
 	"github.com/sightd/sightd/daemon/pipeline"
 	"github.com/sightd/sightd/daemon/rules"
@@ -103,19 +105,24 @@ func (d *daemon) pipe(name string) *pipeline.Pipeline {
 // lastSeen is each rule's and camera's latest detection, for the rules'
 // attributes and the stats.
 type lastSeen struct {
-	mu      sync.Mutex
-	rules   map[string]rules.Detection
-	cameras map[string]time.Time
+	mu    sync.Mutex
+	rules map[string]rules.Detection
+	// matchedRules: the rules that have matched (not only turned OFF)
+	matchedRules map[string]bool
+	cameras      map[string]time.Time
 }
 
 func (l *lastSeen) record(det rules.Detection) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.rules == nil {
-		l.rules, l.cameras = map[string]rules.Detection{}, map[string]time.Time{}
+		l.rules, l.matchedRules, l.cameras = map[string]rules.Detection{}, map[string]bool{}, map[string]time.Time{}
 	}
 	if old, ok := l.rules[det.Rule]; !ok || !det.Time.Before(old.Time) {
 		l.rules[det.Rule] = det
+	}
+	if det.State != "OFF" {
+		l.matchedRules[det.Rule] = true
 	}
 	if det.Time.After(l.cameras[det.Camera]) {
 		l.cameras[det.Camera] = det.Time
@@ -129,6 +136,14 @@ func (l *lastSeen) rule(id string) *rules.Detection {
 		return &det
 	}
 	return nil
+}
+
+// matched says whether rule id has matched (fired, or turned ON) in the
+// history read at the start or since.
+func (l *lastSeen) matched(id string) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.matchedRules[id]
 }
 
 func (l *lastSeen) camera(name string) *time.Time {
@@ -172,10 +187,10 @@ func (d *daemon) motion(camera string) func(on bool) {
 	}
 }
 
-// statesOff queues OFF for every state rule before the cameras start:
-// their deciders start OFF, whatever the retained state of the last run says
-// (a stop while a rule was ON leaves it ON).
-func (d *daemon) statesOff(ctx context.Context) {
+// startRules queues, before the cameras start, OFF for every state rule
+// (their deciders start OFF, whatever the retained state of the last run
+// says: a stop while a rule was ON leaves it ON) and every rule's picture.
+func (d *daemon) startRules(ctx context.Context) {
 	if d.mqtt == nil {
 		return
 	}
@@ -196,6 +211,83 @@ func (d *daemon) statesOff(ctx context.Context) {
 			d.log.Warn().Err(err).Str("rule", r.ID).Msg("initial OFF not queued")
 		}
 	}
+	d.rulePictures(ctx, list)
+}
+
+// rulePictures queues a picture for each rule's image entity that has none
+// in this run yet, before the rule can fire (at the start, before the
+// cameras run; at run time, before the pipelines get the rules): a
+// placeholder when the rule never matched, so that Home Assistant shows no
+// broken picture, else the newest snapshot of its that the store keeps
+// (the one the broker retains, unless the store refused or shed it), else
+// nothing: the broker's retained snapshot stays.
+func (d *daemon) rulePictures(ctx context.Context, list []*rules.Rule) {
+	if d.mqtt == nil {
+		return
+	}
+	d.picturedMu.Lock()
+	defer d.picturedMu.Unlock()
+	history := sync.OnceValue(func() []rules.Detection {
+		var hist []rules.Detection
+		recs, err := d.st.RecentDetections(ctx, recentDetections)
+		if err != nil {
+			d.log.Warn().Err(err).Msg("reading the detection history")
+		}
+		for _, h := range recs {
+			var det rules.Detection
+			if json.Unmarshal(h.JSON, &det) == nil && det.State != "OFF" {
+				hist = append(hist, det)
+			}
+		}
+		return hist
+	})
+	now := make(map[string]bool, len(list))
+	for _, r := range list {
+		if d.pictured[r.ID] {
+			now[r.ID] = true
+			continue
+		}
+		jpeg, err := d.rulePicture(ctx, r, history)
+		if err == nil && len(jpeg) > 0 {
+			var m store.Message
+			if m, err = mqtt.RuleSnapshotMessage(d.cfg.Device.ID, r.ID, jpeg); err == nil {
+				err = d.mqtt.Push(ctx, m)
+			}
+		}
+		if err != nil {
+			d.log.Warn().Err(err).Str("rule", r.ID).Msg("rule picture not queued")
+			continue // tried again at the next change of the rules
+		}
+		now[r.ID] = true
+	}
+	// a rule deleted (its retained snapshot cleared) gets one again if it
+	// comes back
+	d.pictured = now
+}
+
+// placeholderSize is the size of a rule's picture before it first fires.
+var placeholderSize = image.Pt(640, 360)
+
+// rulePicture is r's picture for rulePictures; history gives the recent
+// detections that matched, newest first.
+func (d *daemon) rulePicture(ctx context.Context, r *rules.Rule, history func() []rules.Detection) ([]byte, error) {
+	if !d.last.matched(r.ID) {
+		name := r.Name
+		if name == "" {
+			name = r.ID
+		}
+		return camera.Placeholder(placeholderSize.X, placeholderSize.Y, name, "no detection yet")
+	}
+	for _, det := range history() {
+		if det.Rule != r.ID {
+			continue
+		}
+		jpeg, err := d.st.EventSnapshot(ctx, det.ID)
+		if !errors.Is(err, store.ErrNotFound) {
+			return jpeg, err
+		}
+	}
+	return nil, nil
 }
 
 // camerasOffline says every camera is offline after a clean stop, so that

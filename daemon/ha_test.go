@@ -1,9 +1,11 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -19,18 +21,30 @@ import (
 
 	paho "github.com/eclipse/paho.mqtt.golang"
 
+	"github.com/sightd/sightd/camera"
 	"github.com/sightd/sightd/daemon/hatest"
 )
 
-// The rules of the Home Assistant test: a state rule and an event rule that
-// fire on the street video (people in dark clothes walk by), and an event
-// rule that never does (nothing purple passes).
+// The device of the Home Assistant test, and its rule that never fires
+// (nothing purple passes in either video).
 const (
 	haDevice    = "hatest"
-	haStateRule = "dark-clothes"
-	haEventRule = "dark-passer"
 	haQuietRule = "purple"
 )
+
+// haScene is what sightd watches in a Home Assistant test: a video, a
+// state rule and an event rule that fire on it (with the quiet rule beside
+// them), and where the pictures go.
+type haScene struct {
+	name         string // the device's name, as HA shows it
+	camera       string // the camera's name
+	video        string
+	state, event string // the rules' ids
+	rules        string // the state and event rules, as YAML list items
+	// screenshots: the directory for HA's dashboard and device page, or "";
+	// snapshot: the file for an event's snapshot from sightd's HTTP API, or "".
+	screenshots, snapshot string
+}
 
 // sightd against a real Home Assistant (make test-ha; make test runs it
 // too): Mosquitto, Home Assistant onboarded and given its MQTT integration
@@ -42,6 +56,31 @@ const (
 // HA disables the rule in sightd; everything goes unavailable when sightd
 // stops.
 func TestHomeAssistant(t *testing.T) {
+	// people in dark clothes walk by
+	testHomeAssistant(t, haScene{name: "sightd HA test", camera: "street", video: opencvPhoto(t, "vtest.avi"), state: "dark-clothes", event: "dark-passer",
+		rules: `
+  - {id: dark-clothes, name: Someone in dark clothes, prompts: ["something dark"], kind: state}
+  - {id: dark-passer, name: Dark passer-by, prompts: ["something dark"], kind: event}`,
+		screenshots: os.Getenv("SIGHTD_HA_SCREENSHOTS")})
+}
+
+// The README's pictures (make readme-pictures), of our own data: the test
+// above on a synthetic video (an orange ball rolling across a yard), with
+// HA's dashboard and device page and an event's snapshot written to
+// $SIGHTD_README_PICTURES.
+func TestReadmePictures(t *testing.T) {
+	dir := os.Getenv("SIGHTD_README_PICTURES")
+	if dir == "" {
+		t.Skip("SKIPPED, NO PICTURES MADE: $SIGHTD_README_PICTURES is not set; run `make readme-pictures`")
+	}
+	testHomeAssistant(t, haScene{name: "Garden camera", camera: "yard", video: orangeBallVideo(t, t.TempDir()), state: "orange", event: "orange-passer",
+		rules: `
+  - {id: orange, name: Something orange, prompts: ["something orange"], kind: state}
+  - {id: orange-passer, name: Orange passer-by, prompts: ["something orange"], kind: event}`,
+		screenshots: dir, snapshot: filepath.Join(dir, "snapshot.jpg")})
+}
+
+func testHomeAssistant(t *testing.T, scene haScene) {
 	venv := os.Getenv(hatest.VenvEnv)
 	if venv == "" {
 		t.Skip("SKIPPED, NOT TESTED against Home Assistant: $" + hatest.VenvEnv + " is not set; run `make test-ha` " +
@@ -93,19 +132,21 @@ func TestHomeAssistant(t *testing.T) {
 	listen := freePort(t)
 	cfgPath := filepath.Join(dir, "sightd.yml")
 	os.WriteFile(cfgPath, []byte(fmt.Sprintf(`
-device: {id: %s, name: sightd HA test}
+device: {id: %s, name: %s}
 model: {bundle: %q, edgetpu: "off"}
 cameras:
-  - {name: street, source: %q, fast: true, loop: true}
-rules:
-  - {id: %s, name: Someone in dark clothes, prompts: ["something dark"], kind: state}
-  - {id: %s, name: Dark passer-by, prompts: ["something dark"], kind: event}
+  - {name: %s, source: %q, fast: true, loop: true}
+rules:%s
   - {id: %s, prompts: ["something purple"], kind: event}
 store: {dir: %q}
 http: {listen: %q}
 mqtt: {broker: "tcp://%s"}
-`, haDevice, demoBundle(t), opencvPhoto(t, "vtest.avi"), haStateRule, haEventRule, haQuietRule,
+`, haDevice, scene.name, demoBundle(t), scene.camera, scene.video, scene.rules, haQuietRule,
 		filepath.Join(dir, "db"), listen, broker)), 0o644)
+	var events func() map[string][][]byte
+	if scene.snapshot != "" {
+		events = payloads(t, broker, "sightd/"+haDevice+"/events")
+	}
 	cmd := exec.Command(bin, "run", "-c", cfgPath)
 	logPath := filepath.Join(dir, "sightd.log")
 	logFile, err := os.Create(logPath)
@@ -147,7 +188,7 @@ mqtt: {broker: "tcp://%s"}
 			}
 			var bad []string
 			for _, e := range ents {
-				if why := e.badState(states[e.entityID]); why != "" {
+				if why := e.badState(states[e.entityID], scene.event); why != "" {
 					bad = append(bad, e.entityID+": "+why)
 				}
 			}
@@ -173,11 +214,18 @@ mqtt: {broker: "tcp://%s"}
 		t.Logf("%-50s %s %v", e.entityID, s.State, s.Attributes["event_type"])
 	}
 
-	// A rule switch turned off in HA disables the rule in sightd.
-	checkRuleSwitch(t, ctx, ha, ents, "http://"+listen)
+	// The quiet rule's image shows its placeholder (sightd's own, byte for
+	// byte), not a broken picture.
+	checkPlaceholder(t, ctx, ha, ents)
 
-	if dir := os.Getenv("SIGHTD_HA_SCREENSHOTS"); dir != "" {
-		screenshots(t, ctx, ha, ents, states, dir)
+	// A rule switch turned off in HA disables the rule in sightd.
+	checkRuleSwitch(t, ctx, ha, ents, "http://"+listen, scene.event)
+
+	if scene.screenshots != "" {
+		screenshots(t, ctx, ha, ents, states, scene.screenshots)
+	}
+	if scene.snapshot != "" {
+		eventSnapshot(t, events(), "http://"+listen, scene.event, scene.snapshot)
 	}
 
 	// sightd stops: every entity goes unavailable.
@@ -212,6 +260,64 @@ mqtt: {broker: "tcp://%s"}
 	for _, p := range hatest.Problems(log) {
 		t.Logf("home-assistant.log (not about MQTT or sightd): %s", p)
 	}
+}
+
+// checkPlaceholder checks that HA serves the quiet rule's image entity the
+// placeholder sightd publishes for a rule that never fired.
+func checkPlaceholder(t *testing.T, ctx context.Context, ha *hatest.HA, ents []haEntity) {
+	t.Helper()
+	want, err := camera.Placeholder(placeholderSize.X, placeholderSize.Y, "something purple", "no detection yet")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range ents {
+		if e.component != "image" || !strings.Contains(e.UniqueID, haQuietRule) {
+			continue
+		}
+		got, err := ha.Image(ctx, e.entityID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(got, want) {
+			t.Errorf("%s: a %d-byte picture %.8q, want the %d-byte placeholder", e.entityID, len(got), got, len(want))
+		}
+		return
+	}
+	t.Errorf("no image entity of the quiet rule %s", haQuietRule)
+}
+
+// eventSnapshot writes the snapshot of the event rule's last firing, as
+// sightd's HTTP API serves it (/api/events/<id>/snapshot.jpg), to file.
+func eventSnapshot(t *testing.T, events map[string][][]byte, api, rule, file string) {
+	t.Helper()
+	id := ""
+	for _, msgs := range events {
+		for _, m := range msgs {
+			var e struct {
+				EventType string `json:"event_type"`
+				ID        string `json:"id"`
+			}
+			if json.Unmarshal(m, &e) == nil && e.EventType == rule {
+				id = e.ID
+			}
+		}
+	}
+	if id == "" {
+		t.Fatalf("no event of %s seen", rule)
+	}
+	resp, err := http.Get(api + "/api/events/" + id + "/snapshot.jpg")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	jpeg, err := io.ReadAll(resp.Body)
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("snapshot of event %s: %s, %v", id, resp.Status, err)
+	}
+	if err := os.WriteFile(file, jpeg, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("snapshot of event %s: %s (%d bytes)", id, file, len(jpeg))
 }
 
 // registered waits until HA has registered an entity for each of sightd's
@@ -290,14 +396,12 @@ func sightdConfigs(msgs map[string][]byte) map[string]haEntity {
 
 // badState says what is wrong with an entity's state, or "" when it is what
 // its kind should show while sightd runs on the street video.
-func (e haEntity) badState(s hatest.State) string {
+func (e haEntity) badState(s hatest.State, eventRule string) string {
 	switch {
 	case s.EntityID == "":
 		return "no state"
 	case s.State == "unavailable":
 		return "unavailable"
-	case s.State == "unknown" && strings.Contains(e.UniqueID, haQuietRule):
-		return "" // the quiet rule never fires: nothing to show, yet available
 	case s.State == "unknown":
 		return "unknown"
 	}
@@ -332,8 +436,8 @@ func (e haEntity) badState(s hatest.State) string {
 		}
 		// Only the event rule fires: the quiet one never does, and state
 		// rules' changes are no event of this entity's types.
-		if typ, _ := s.Attributes["event_type"].(string); typ != haEventRule || !slices.Contains(e.EventTypes, typ) {
-			return fmt.Sprintf("event_type %q, want %s (event_types %v)", typ, haEventRule, e.EventTypes)
+		if typ, _ := s.Attributes["event_type"].(string); typ != eventRule || !slices.Contains(e.EventTypes, typ) {
+			return fmt.Sprintf("event_type %q, want %s (event_types %v)", typ, eventRule, e.EventTypes)
 		}
 	case "sensor":
 		if e.DeviceClass == "timestamp" {
@@ -351,16 +455,16 @@ func (e haEntity) badState(s hatest.State) string {
 // checkRuleSwitch turns the event rule's switch off through HA and waits
 // until sightd's HTTP API lists the rule disabled and HA shows the switch
 // off (sightd's retained state, not HA's optimistic guess).
-func checkRuleSwitch(t *testing.T, ctx context.Context, ha *hatest.HA, ents []haEntity, api string) {
+func checkRuleSwitch(t *testing.T, ctx context.Context, ha *hatest.HA, ents []haEntity, api, rule string) {
 	t.Helper()
 	var sw *haEntity
 	for i, e := range ents {
-		if e.component == "switch" && strings.Contains(e.CommandTopic, "/rule/"+haEventRule+"/") {
+		if e.component == "switch" && strings.Contains(e.CommandTopic, "/rule/"+rule+"/") {
 			sw = &ents[i]
 		}
 	}
 	if sw == nil {
-		t.Errorf("no switch entity for rule %s announced", haEventRule)
+		t.Errorf("no switch entity for rule %s announced", rule)
 		return
 	}
 	if sw.StateTopic == "" {
@@ -375,8 +479,8 @@ func checkRuleSwitch(t *testing.T, ctx context.Context, ha *hatest.HA, ents []ha
 		if err := ha.CallService(ctx, "switch", service, map[string]any{"entity_id": sw.entityID}); err != nil {
 			t.Fatal(err)
 		}
-		waitHA(t, ctx, ha, fmt.Sprintf("rule %s enabled=%v in sightd", haEventRule, on), func() (bool, string) {
-			enabled, err := ruleEnabled(ctx, api, haEventRule)
+		waitHA(t, ctx, ha, fmt.Sprintf("rule %s enabled=%v in sightd", rule, on), func() (bool, string) {
+			enabled, err := ruleEnabled(ctx, api, rule)
 			if err != nil {
 				return false, err.Error()
 			}
@@ -446,26 +550,40 @@ func waitHA(t *testing.T, ctx context.Context, ha *hatest.HA, what string, cond 
 // at addr (retained ones included); an empty payload stays, as a removal.
 func retained(t *testing.T, addr, filter string) func() map[string][]byte {
 	t.Helper()
+	all := payloads(t, addr, filter)
+	return func() map[string][]byte {
+		last := map[string][]byte{}
+		for topic, ps := range all() {
+			last[topic] = ps[len(ps)-1]
+		}
+		return last
+	}
+}
+
+// payloads keeps every payload of every topic under filter on the broker at
+// addr (retained ones included), in the order they came.
+func payloads(t *testing.T, addr, filter string) func() map[string][][]byte {
+	t.Helper()
 	var mu sync.Mutex
-	last := map[string][]byte{}
-	opts := paho.NewClientOptions().AddBroker("tcp://" + addr).SetClientID("test-retained").
+	seen := map[string][][]byte{}
+	opts := paho.NewClientOptions().AddBroker("tcp://" + addr).SetClientID(fmt.Sprintf("test-payloads-%d", subscribers.Add(1))).
 		SetConnectRetry(true).SetConnectRetryInterval(100 * time.Millisecond).
 		SetOnConnectHandler(func(c paho.Client) {
 			c.Subscribe(filter, 1, func(_ paho.Client, m paho.Message) {
 				mu.Lock()
-				last[m.Topic()] = append([]byte(nil), m.Payload()...)
+				seen[m.Topic()] = append(seen[m.Topic()], append([]byte(nil), m.Payload()...))
 				mu.Unlock()
 			})
 		})
 	c := paho.NewClient(opts)
 	c.Connect()
 	t.Cleanup(func() { c.Disconnect(100) })
-	return func() map[string][]byte {
+	return func() map[string][][]byte {
 		mu.Lock()
 		defer mu.Unlock()
-		out := make(map[string][]byte, len(last))
-		for k, v := range last {
-			out[k] = v
+		out := make(map[string][][]byte, len(seen))
+		for k, v := range seen {
+			out[k] = slices.Clone(v)
 		}
 		return out
 	}

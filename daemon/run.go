@@ -90,10 +90,14 @@ type daemon struct {
 	modelFiles atomic.Int64
 
 	pipes    []*pipeline.Pipeline
-	last     lastSeen     // each rule's and camera's latest detection
-	episodes episodes     // state rules' events under way
-	mqtt     *mqtt.Client // nil when MQTT is off
-	broker   *mqtt.Broker // the embedded broker, when configured
+	last     lastSeen // each rule's and camera's latest detection
+	episodes episodes // state rules' events under way
+	// pictured: the rules whose image has a picture queued in this run
+	// (see rulePictures)
+	picturedMu sync.Mutex
+	pictured   map[string]bool
+	mqtt       *mqtt.Client // nil when MQTT is off
+	broker     *mqtt.Broker // the embedded broker, when configured
 }
 
 func runtimeOptions(m config.Model, log *zerolog.Logger) tflite.Options {
@@ -162,7 +166,7 @@ func runDaemon(ctx context.Context, cfg *config.Config, log zerolog.Logger, ctl 
 	go wd.Run(runCtx)
 	var wg sync.WaitGroup
 	errs := make(chan error, len(d.pipes)+1)
-	d.statesOff(runCtx) // queued before any camera can change them
+	d.startRules(runCtx) // queued before any camera can change them
 	for _, p := range d.pipes {
 		wg.Add(1)
 		go func() {
@@ -346,6 +350,11 @@ func (d *daemon) rulesChanged(ctx context.Context) {
 		d.log.Error().Err(err).Msg("rules not reloaded")
 		return
 	}
+	list := make([]*rules.Rule, len(set.Rules))
+	for i, c := range set.Rules {
+		list[i] = c.Rule
+	}
+	d.rulePictures(ctx, list) // before any pipeline can fire a new rule
 	for _, p := range d.pipes {
 		p.SetRules(set)
 	}
@@ -527,6 +536,36 @@ func (d *daemon) close() {
 	}
 }
 
+// detectionMessages are what a pipeline's event publishes besides event
+// (its message on the events topic): a state rule's state, the rule's
+// attributes, and its snapshot as the camera's and the rule's image.
+func detectionMessages(dev string, e pipeline.Event, event store.Message) ([]store.Message, error) {
+	det := e.Detection
+	builds := []func() (store.Message, error){func() (store.Message, error) { return event, nil }}
+	if det.Kind == rules.State && !e.Update {
+		builds = append(builds, func() (store.Message, error) { return mqtt.StateMessage(dev, det.Rule, det.State == "ON") })
+	}
+	if e.Rule != nil {
+		builds = append(builds, func() (store.Message, error) { return mqtt.AttributesMessage(dev, e.Rule, &det) })
+	}
+	// The images show what a rule saw, not the scene it turned OFF on (whose
+	// box would outline a region that does not match).
+	if len(e.Snapshot) > 0 && det.State != "OFF" {
+		builds = append(builds,
+			func() (store.Message, error) { return mqtt.SnapshotMessage(dev, det.Camera, e.Snapshot) },
+			func() (store.Message, error) { return mqtt.RuleSnapshotMessage(dev, det.Rule, e.Snapshot) })
+	}
+	msgs := make([]store.Message, 0, len(builds))
+	for _, build := range builds {
+		m, err := build()
+		if err != nil {
+			return nil, err
+		}
+		msgs = append(msgs, m)
+	}
+	return msgs, nil
+}
+
 // sink records what the pipelines decide and queues it for MQTT.
 type sink struct{ d *daemon }
 
@@ -548,26 +587,11 @@ func (s *sink) Event(ctx context.Context, e pipeline.Event) error {
 	if d.mqtt == nil {
 		return nil
 	}
-	dev := d.cfg.Device.ID
-	msgs := []func() (store.Message, error){func() (store.Message, error) { return event, nil }}
-	if det.Kind == rules.State && !e.Update {
-		msgs = append(msgs, func() (store.Message, error) { return mqtt.StateMessage(dev, det.Rule, det.State == "ON") })
+	msgs, err := detectionMessages(d.cfg.Device.ID, e, event)
+	if err != nil {
+		return err
 	}
-	if e.Rule != nil {
-		msgs = append(msgs, func() (store.Message, error) { return mqtt.AttributesMessage(dev, e.Rule, &det) })
-	}
-	if len(e.Snapshot) > 0 {
-		msgs = append(msgs, func() (store.Message, error) { return mqtt.SnapshotMessage(dev, det.Camera, e.Snapshot) })
-		// The rule's image shows what it saw, not the scene it turned OFF on.
-		if det.State != "OFF" {
-			msgs = append(msgs, func() (store.Message, error) { return mqtt.RuleSnapshotMessage(dev, det.Rule, e.Snapshot) })
-		}
-	}
-	for _, build := range msgs {
-		m, err := build()
-		if err != nil {
-			return err
-		}
+	for _, m := range msgs {
 		if err := d.mqtt.Push(ctx, m); err != nil {
 			if m.Sheddable && errors.Is(err, store.ErrDiskFull) {
 				continue // a snapshot refused for lack of space: counted and logged by the store

@@ -416,8 +416,16 @@ func (ha *HA) websocket(ctx context.Context, cmd map[string]any, out any) error 
 	return json.Unmarshal(msg.Result, out)
 }
 
+// Image returns the picture an image entity shows, as HA's frontend gets
+// it (its image proxy).
+func (ha *HA) Image(ctx context.Context, entityID string) ([]byte, error) {
+	var b []byte
+	return b, ha.do(ctx, http.MethodGet, "/api/image_proxy/"+entityID, nil, &b)
+}
+
 // do sends a JSON request with the bearer token (once there is one) and
-// decodes a JSON answer into out (when out is not nil).
+// decodes a JSON answer into out (when out is not nil; a *[]byte gets the
+// answer as it is).
 func (ha *HA) do(ctx context.Context, method, path string, body, out any) error {
 	var r io.Reader
 	if body != nil {
@@ -454,6 +462,10 @@ func (ha *HA) send(req *http.Request, out any) error {
 		return fmt.Errorf("%s %s: %s: %s", req.Method, req.URL.Path, resp.Status, bytes.TrimSpace(b))
 	}
 	if out == nil {
+		return nil
+	}
+	if raw, ok := out.(*[]byte); ok {
+		*raw = b
 		return nil
 	}
 	if err := json.Unmarshal(b, out); err != nil {

@@ -28,9 +28,10 @@
 //
 // Home Assistant discovery publishes one retained config per entity under
 // homeassistant/<component>/sightd_<device>/<object>/config: per rule a
-// switch (enabled) and an image (its last detection's snapshot), per state
+// switch (enabled) and an image (its last matching detection's snapshot; a
+// placeholder, its name and "no detection yet", until it first matches), per state
 // rule a binary_sensor, one event entity for the event rules, per camera
-// an image, a detection switch, a motion binary_sensor and sensors (frames/s,
+// an image (the frame of its last matching detection, never an OFF's), a detection switch, a motion binary_sensor and sensors (frames/s,
 // encoder time, last detection), sensors of the device (model version,
 // outbox) and an update entity for the model bundle. Every entity depends
 // on the device's status, so all go unavailable when sightd stops or

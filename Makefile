@@ -10,6 +10,9 @@
 #   make test-ha            sightd against a real Home Assistant (make test runs it too)
 #   make ha-screenshot      bin/ha-dashboard.png, bin/ha-device.png: Home Assistant showing sightd
 #   make readme-pictures    daemon/doc/: the README's pictures, of a synthetic video, with Home Assistant
+#   make export-deps        the export toolchain (.venv/bin/sightd-export); make test-export its tests
+#   make record-vtest       bin/record-vtest: vtest.avi recorded by sightd camera record
+#   make bench-export, make bench-distill   exported and distilled models measured
 
 SHELL := /bin/bash
 .SHELLFLAGS := -eu -o pipefail -c

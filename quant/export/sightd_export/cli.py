@@ -197,7 +197,7 @@ def write_bundle(
         tf = loaded.transform()
         img_inputs = [tf(Image.open(p).convert("RGB")).unsqueeze(0).numpy() for p in images]
         tok = loaded.tokenizer()
-        txt_inputs = [tok([t]).to(dtype=__import__("torch").int32).numpy() for t in texts]
+        txt_inputs = [tok([t]).int().numpy() for t in texts]
         inputs = {"image": img_inputs, "text": txt_inputs}
         report: dict[str, Any] = {
             **report_head,
@@ -274,7 +274,7 @@ def write_bundle(
                 )
             )
         for t in manifest.PROBE_TEXTS:
-            x = tok([t]).to(dtype=__import__("torch").int32).numpy()
+            x = tok([t]).int().numpy()
             want = convert_reference(towers["text"], [x])[0].ravel()
             got = runners["text"](x)
             probes.append(

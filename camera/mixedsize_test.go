@@ -60,8 +60,11 @@ type photoServer struct {
 	interval time.Duration
 	noLength bool // parts without Content-Length, delimited by the boundary alone
 	// sent counts the frames sent on all connections: like a camera, the
-	// server goes on where it was when a client reconnects.
-	sent atomic.Int64
+	// server goes on where it was when a client reconnects, unless
+	// onePass, where every connection plays the photos once from the
+	// first and is then closed.
+	sent    atomic.Int64
+	onePass bool
 }
 
 func newPhotoServer(t *testing.T, interval time.Duration, loopFrom int, names ...string) *photoServer {
@@ -88,8 +91,15 @@ func (s *photoServer) url() string { return "http://" + s.addr + "/video.mjpg" }
 
 func (s *photoServer) serve(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "multipart/x-mixed-replace; boundary=frame")
+	var mine int
 	for {
 		k := int(s.sent.Add(1) - 1)
+		if s.onePass {
+			if mine == len(s.jpegs) {
+				return
+			}
+			k, mine = mine, mine+1
+		}
 		if k >= len(s.jpegs) {
 			k = s.loopFrom + (k-s.loopFrom)%(len(s.jpegs)-s.loopFrom)
 		}
@@ -260,9 +270,16 @@ func TestMJPEGSizeIncreaseKeepsSeeing(t *testing.T) {
 // TestFFmpegCrashEndsOnlyItsWorker feeds FFmpeg the stream that killed
 // sightd (issue 21): the real photos of mixed sizes, decoded by OpenCV's
 // FFmpeg backend, in a capture worker process as sightd runs network
-// cameras. The worker dies (FFmpeg's scaler segfaults, or the decoder gets
-// stuck and the worker is stopped); this process does not, the camera
-// reports the outage with the reason and comes back with a new worker.
+// cameras. The worker dies (FFmpeg's scaler segfaults); this process does
+// not, the camera reports the outage with the reason and comes back with a
+// new worker, which delivers frames.
+//
+// FFmpeg reads past its buffers; whether that crashes depends on the heap,
+// so not every pass over the photos does. Every connection plays them once
+// from the first (two 640x480 frames, then smaller ones) and ends, and the
+// camera reconnects until a crash. (A reconnect that began anywhere else
+// could stick FFmpeg on its very first frame, the next one being larger,
+// which with the scaler's stderr unwatched nothing reports.)
 func TestFFmpegCrashEndsOnlyItsWorker(t *testing.T) {
 	useTestWorker(t)
 	useFFmpeg(t)
@@ -278,23 +295,28 @@ func TestFFmpegCrashEndsOnlyItsWorker(t *testing.T) {
 		names[i] = filepath.Base(names[i])
 	}
 	srv := newPhotoServer(t, 50*time.Millisecond, 0, names...)
+	srv.onePass = true
 	cfg := fileConfig("door", srv.url())
 	cfg.Stuck = time.Second
 	c := openTest(t, cfg)
 	ctx := testCtx(t)
 	var reasons []string
-	framesAfter := 0
-	for len(reasons) < 2 || framesAfter == 0 {
+	crashed, framesAfter := false, 0
+	for !crashed || framesAfter == 0 {
 		f, err := c.Next(ctx)
 		switch {
 		case errors.Is(err, ErrUnavailable):
 			reasons = append(reasons, err.Error())
+			crashed = crashed || strings.Contains(err.Error(), "capture worker died") && strings.Contains(err.Error(), "SIGSEGV")
+			if len(reasons) >= 20 && !crashed {
+				t.Fatalf("20 connections, none crashed the worker: %q", reasons)
+			}
 			framesAfter = 0
 			continue
 		case err != nil:
-			t.Fatal(err)
+			t.Fatalf("%v (outages so far: %q)", err, reasons)
 		}
-		if len(reasons) > 0 {
+		if crashed {
 			framesAfter++
 		}
 		if f.Mat.Empty() {
@@ -302,14 +324,7 @@ func TestFFmpegCrashEndsOnlyItsWorker(t *testing.T) {
 		}
 	}
 	t.Logf("outages: %q", reasons)
-	crashed := false
-	for _, r := range reasons {
-		crashed = crashed || strings.Contains(r, "capture worker died") && strings.Contains(r, "SIGSEGV")
-	}
-	if !crashed {
-		t.Errorf("no outage says the worker crashed: %q", reasons)
-	}
-	if st := c.Stats(); st.Outages < 2 || st.Read == 0 {
+	if st := c.Stats(); st.Outages < 1 || st.Read == 0 {
 		t.Fatalf("stats %+v", st)
 	}
 }

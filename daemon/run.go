@@ -226,6 +226,9 @@ wait:
 		srv.Shutdown(shutdown)
 	}
 	waitOrDeadline(shutdown, &wg, log)
+	// The events under way end with the cameras: a subscriber (and the
+	// HTTP API) sees no event that never ends after a clean stop.
+	d.endEvents(shutdown, func(string, string) bool { return true })
 	d.camerasOffline(shutdown)
 	d.flushOutbox(shutdown)
 	stopMQTT()

@@ -561,6 +561,10 @@ EXPORT_LOCK_HASH = $(shell cat $(EXPORT_LOCKS) | sha256sum | cut -c1-16)
 # The editable install of sightd-export points at one work tree: its stamp
 # names pyproject.toml's hash and the tree.
 EXPORT_PKG_HASH  = $(shell { sha256sum $(EXPORT_DIR)/pyproject.toml; echo "$(CURDIR)"; } | sha256sum | cut -c1-16)
+# The type checker (mypy) has a lock of its own, added to the venv under its
+# own stamp: changing it does not reinstall torch.
+EXPORT_LINT_LOCK = $(EXPORT_DIR)/requirements-lint.lock
+EXPORT_LINT_HASH = $(shell sha256sum $(EXPORT_LINT_LOCK) | cut -c1-16)
 # The venv itself lives outside the work tree, keyed on the locks, and .venv
 # links to it: another clone on this machine (CI's) finds it installed instead
 # of installing 4.4 GB again.
@@ -593,6 +597,12 @@ export-deps: deps-python-venv
 	  "$$real/bin/pip" install -q --disable-pip-version-check --no-deps --no-build-isolation -e "$(CURDIR)/$(EXPORT_DIR)"; \
 	  touch "$$pkg"; \
 	fi; \
+	lint="$$real/.stamp-lint-$(EXPORT_LINT_HASH)"; \
+	if [ ! -f "$$lint" ]; then \
+	  rm -f "$$real"/.stamp-lint-*; \
+	  "$$real/bin/pip" install -q --disable-pip-version-check --no-deps --require-hashes -r $(EXPORT_LINT_LOCK); \
+	  touch "$$lint"; \
+	fi; \
 	echo "export-deps: $(EXPORT_VENV) -> $$real up to date, sightd-export from $(CURDIR)/$(EXPORT_DIR)"
 
 export-lock:
@@ -601,9 +611,12 @@ export-lock:
 	  --unsafe-package triton -o requirements.lock requirements.in
 	cd $(EXPORT_DIR) && /tmp/sightd-piptools/bin/pip-compile -q --generate-hashes --no-header --strip-extras \
 	  -o requirements-dev.lock requirements-dev.in
+	cd $(EXPORT_DIR) && /tmp/sightd-piptools/bin/pip-compile -q --generate-hashes --no-header --strip-extras \
+	  -o requirements-lint.lock requirements-lint.in
 
 test-export: export-deps build deps-fixtures
 	cd $(EXPORT_DIR) && $(EXPORT_VENV)/bin/ruff check . && $(EXPORT_VENV)/bin/ruff format --check .
+	cd $(EXPORT_DIR) && $(EXPORT_VENV)/bin/mypy --cache-dir $(CURDIR)/bin/mypy-cache
 	cd $(EXPORT_DIR) && SIGHTD_BIN=$(CURDIR)/bin/sightd OPENCV_DATA=$(OPENCV_DATA) \
 	  $(EXPORT_VENV)/bin/python -m pytest -q -rs -p no:cacheprovider tests
 

@@ -23,7 +23,7 @@ from .util import PeakMemory
 class ImageTower(torch.nn.Module):
     def __init__(self, model: torch.nn.Module) -> None:
         super().__init__()
-        self.model = model
+        self.model: Any = model  # an open_clip model: encode_image is not on nn.Module
 
     def forward(self, pixels: torch.Tensor) -> torch.Tensor:
         return self.model.encode_image(pixels)
@@ -32,7 +32,7 @@ class ImageTower(torch.nn.Module):
 class TextTower(torch.nn.Module):
     def __init__(self, model: torch.nn.Module) -> None:
         super().__init__()
-        self.model = model
+        self.model: Any = model
 
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
         return self.model.encode_text(ids)

@@ -393,7 +393,12 @@ def cmd_distill(a: argparse.Namespace) -> int:
             bar.close()
             c = held_out_cosine(student, cache, pre, device, a.batch)
             history.append(
-                {"epoch": epoch, "train_loss": total / max(n, 1), "held_out_cosine": c, "lr": sched.get_last_lr()[0]}
+                {
+                    "epoch": epoch,
+                    "train_loss": total / max(n, 1),
+                    "held_out_cosine": c,
+                    "lr": float(sched.get_last_lr()[0]),
+                }
             )
             if c > best_cos + 1e-4:
                 best_cos, bad = c, 0

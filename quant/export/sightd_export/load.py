@@ -230,7 +230,7 @@ def _preprocess(name: str, model: torch.nn.Module, tag: str | None) -> Preproces
         raise ExportError(
             f"model {name!r}: resize mode {values['resize_mode']!r} is not one sightd has (shortest, squash)"
         )
-    return Preprocess(size=(int(size[0]), int(size[1])), source=source, **values)  # type: ignore[arg-type]
+    return Preprocess(size=(int(size[0]), int(size[1])), source=source, **values)
 
 
 def read_state_dict(path: Path) -> dict[str, torch.Tensor]:

@@ -50,7 +50,7 @@ def probe_pixels_of(loaded: Loaded, img: Image.Image) -> Image.Image:
 def normalise(loaded: Loaded, img: Image.Image) -> np.ndarray:
     """An RGB image at the input size as the tower's NCHW float input."""
     p = loaded.preprocess
-    x = np.asarray(img, dtype=np.float32) / 255.0
+    x: np.ndarray = np.asarray(img, dtype=np.float32) / np.float32(255.0)
     x = (x - np.array(p.mean, np.float32)) / np.array(p.std, np.float32)
     return np.ascontiguousarray(x.transpose(2, 0, 1)[None])
 

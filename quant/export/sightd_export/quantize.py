@@ -133,22 +133,23 @@ def build(
     calib: list[np.ndarray],
     float_path: Path | None,
 ) -> Candidate:
-    c = Candidate(scheme, path=work / f"{tower}.{scheme}.tflite")
+    path = work / f"{tower}.{scheme}.tflite"
+    c = Candidate(scheme, path=path)
     t0 = time.monotonic()
     try:
         with PeakMemory() as mem:
             if scheme == "float32":
-                r = to_tflite(module, args, c.path)
+                r = to_tflite(module, args, path)
                 c.seconds, c.peak_rss_mb = r.seconds, r.peak_rss_mb
                 return c
             if scheme == "aeq_dynamic_wi8_afp32":
                 assert float_path is not None
-                aeq_dynamic(float_path, c.path)
+                aeq_dynamic(float_path, path)
             elif scheme == STATIC_FULL_INT8:
                 assert float_path is not None
-                aeq_static(float_path, calib, c.path)
+                aeq_static(float_path, calib, path)
             elif scheme == "pt2e_static_per_tensor":
-                pt2e_static(module, args, calib, c.path)
+                pt2e_static(module, args, calib, path)
             else:
                 raise ValueError(f"unknown scheme {scheme}")
         c.seconds, c.peak_rss_mb = time.monotonic() - t0, mem.peak_mb

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"image"
+	"strings"
 	"sync"
 	"time"
 
@@ -17,22 +18,66 @@ import (
 )
 
 // Switches (Home Assistant's rule and camera switches) are kept in the
-// store's meta table: a key holds "off" while the switch is off. A rule's
-// switch also sets the stored rule's enabled field; the key is what keeps
-// a rule of the configuration file off across restarts and SIGHUPs (the
-// file's copy replaces the stored one each time).
+// store's meta table. A camera's key holds "off" while its switch is off. A
+// rule's switch also sets the stored rule's enabled field; for a rule of the
+// configuration file, whose stored copy the file's replaces at each start
+// and SIGHUP, the key holds the switch against what the file said when it
+// was set ("on file=off", "off file=on"), so that whichever changed last
+// wins: the switch while the file still says the same, the file once it was
+// edited. The key is absent when the switch agrees with the file. (A bare
+// "off" is a key written by an older sightd: off, whatever the file says.)
 func ruleSwitchKey(id string) string     { return "switch/rule/" + id }
 func cameraSwitchKey(cam string) string  { return "switch/camera/" + cam }
 func switchOff(v []byte, err error) bool { return err == nil && string(v) == "off" }
 
-// applyRuleSwitch turns off a rule of the configuration file whose switch
-// was turned off at run time.
-func (d *daemon) applyRuleSwitch(ctx context.Context, r *rules.Rule) {
-	if switchOff(d.st.Meta(ctx, ruleSwitchKey(r.ID))) {
-		off := false
-		r.Enabled = &off
-		d.log.Info().Str("rule", r.ID).Msg("rule switched off at run time: it stays off (turn its switch on to enable it)")
+func onOff(on bool) string {
+	if on {
+		return "on"
 	}
+	return "off"
+}
+
+// parseRuleSwitch reads a rule switch's key: the switch, and the file's
+// enabled when it was set ("" for a bare "off").
+func parseRuleSwitch(v []byte) (on bool, file string, err error) {
+	state, file, withFile := strings.Cut(string(v), " file=")
+	if (state != "on" && state != "off") || (withFile && file != "on" && file != "off") {
+		return false, "", fmt.Errorf("switch value %q: want on or off, then file=on or file=off", v)
+	}
+	return state == "on", file, nil
+}
+
+// applyRuleSwitch sets a rule of the configuration file (r, as the file has
+// it) as its switch was set at run time, unless the file changed the rule's
+// enabled since: then the file's holds and the switch's key goes.
+func (d *daemon) applyRuleSwitch(ctx context.Context, r *rules.Rule) {
+	key := ruleSwitchKey(r.ID)
+	v, err := d.st.Meta(ctx, key)
+	if err != nil {
+		if !errors.Is(err, store.ErrNotFound) {
+			d.log.Warn().Err(err).Str("rule", r.ID).Msg("rule switch not read; the file's enabled holds")
+		}
+		return
+	}
+	on, file, err := parseRuleSwitch(v)
+	if err != nil {
+		d.log.Warn().Err(err).Str("rule", r.ID).Msg("rule switch unreadable; the file's enabled holds")
+		return
+	}
+	if file != "" && file != onOff(r.IsEnabled()) {
+		if err := d.st.DeleteMeta(ctx, key); err != nil {
+			d.log.Warn().Err(err).Str("rule", r.ID).Msg("rule switch not cleared")
+		}
+		d.log.Info().Str("rule", r.ID).Bool("enabled", r.IsEnabled()).
+			Msg("the configuration file changed the rule's enabled since its switch was set: the file's holds")
+		return
+	}
+	if on == r.IsEnabled() {
+		return
+	}
+	r.Enabled = &on
+	d.log.Info().Str("rule", r.ID).Bool("enabled", on).
+		Msg("rule switched at run time: it stays so until its switch or the file's enabled changes")
 }
 
 // applyCameraSwitches sets each pipeline's detection from the store.
@@ -51,6 +96,20 @@ func (d *daemon) putSwitch(ctx context.Context, key string, on bool) error {
 	return d.st.PutMeta(ctx, key, []byte("off"))
 }
 
+// putRuleSwitch keeps rule id's switch; called with rulesMu held.
+func (d *daemon) putRuleSwitch(ctx context.Context, id string, on bool) error {
+	file, inFile := d.fileEnabled[id]
+	switch {
+	case !inFile:
+		// a rule added at run time: its stored copy, which the switch
+		// sets, is the only one
+		return d.putSwitch(ctx, ruleSwitchKey(id), on)
+	case on == file:
+		return d.st.DeleteMeta(ctx, ruleSwitchKey(id))
+	}
+	return d.st.PutMeta(ctx, ruleSwitchKey(id), []byte(onOff(on)+" file="+onOff(file)))
+}
+
 // switches are the daemon as the MQTT switch commands see it.
 type switches struct{ d *daemon }
 
@@ -63,7 +122,7 @@ func (s switches) SetRuleEnabled(ctx context.Context, id string, on bool) error 
 		err = d.mgr.Put(ctx, r)
 	}
 	if err == nil {
-		err = d.putSwitch(ctx, ruleSwitchKey(id), on)
+		err = d.putRuleSwitch(ctx, id, on)
 	}
 	d.rulesMu.Unlock()
 	if err != nil {

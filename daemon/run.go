@@ -74,10 +74,12 @@ type daemon struct {
 
 	rulesMu sync.Mutex // serialises rule and model changes (API, MQTT, SIGHUP, swaps)
 	// fileRules are the ids of the rules the configuration file holds (at
-	// start, then as of the last SIGHUP); guarded by rulesMu.
-	fileRules []string
-	mgr       *rules.Manager
-	running   atomic.Int64 // the running model's version, read without the lock
+	// start, then as of the last SIGHUP), and fileEnabled whether the file
+	// enables each (before any switch); guarded by rulesMu.
+	fileRules   []string
+	fileEnabled map[string]bool
+	mgr         *rules.Manager
+	running     atomic.Int64 // the running model's version, read without the lock
 
 	// OTA: nil models and updater when updates are off.
 	models      *ota.Models
@@ -265,8 +267,10 @@ func (d *daemon) openModel(ctx context.Context) error {
 	}
 	// Rules in the file are saved (replacing their stored version); rules
 	// added at run time stay.
+	d.fileEnabled = map[string]bool{}
 	for _, r := range d.cfg.Rules {
 		d.fileRules = append(d.fileRules, r.ID)
+		d.fileEnabled[r.ID] = r.IsEnabled()
 		d.applyRuleSwitch(ctx, r)
 		err := d.mgr.Put(ctx, r)
 		if errors.Is(err, store.ErrDiskFull) {
@@ -396,8 +400,10 @@ func (d *daemon) reload(ctx context.Context, c *config.Config) {
 		d.log.Info().Str("rule", id).Msg("SIGHUP: rule removed from the file: deleted")
 	}
 	d.fileRules = d.fileRules[:0]
+	d.fileEnabled = map[string]bool{}
 	for _, r := range c.Rules {
 		d.fileRules = append(d.fileRules, r.ID)
+		d.fileEnabled[r.ID] = r.IsEnabled()
 	}
 	for _, r := range c.Rules {
 		if !camerasKnown(d.cfg.CameraNames(), r) {

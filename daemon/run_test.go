@@ -368,7 +368,7 @@ mqtt: {broker: "tcp://%s", embedded_broker: {listen: %q}, stats_interval: 1s}
 	if !strings.Contains(stats, `"street":{"online":`) || !strings.Contains(stats, `"model_version":2`) {
 		t.Errorf("stats: %s", stats)
 	}
-	if v, err := st.Meta(context.Background(), "switch/rule/dark-clothes"); err != nil || string(v) != "off" {
+	if v, err := st.Meta(context.Background(), "switch/rule/dark-clothes"); err != nil || string(v) != "off file=on" {
 		t.Errorf("the rule switch is not in the store: %q %v", v, err)
 	}
 	if n := st.Len(); n != 0 {

@@ -15,11 +15,13 @@ import (
 
 	"github.com/sightd/sightd/camera"
 	"github.com/sightd/sightd/daemon/config"
+	"github.com/sightd/sightd/daemon/rules"
 )
 
 // Home Assistant's switches survive a restart: a rule of the configuration
 // file switched off stays off (though the file, saved again at start, says
-// nothing of it), and so does a camera's detection. Every rule's image has
+// nothing of it), one that the file disables and that was switched on stays
+// on, and a camera's detection stays off. Every rule's image has
 // a picture from the start: a placeholder while the rule never matched,
 // then its snapshots; after the restart the last of them (kept in the
 // store) again, never the placeholder over it.
@@ -34,6 +36,7 @@ cameras:
 rules:
   - {id: dark-clothes, prompts: ["something dark"], kind: state}
   - {id: purple, prompts: ["something purple"]}
+  - {id: quiet, prompts: ["something green"], enabled: false}
 store: {dir: %q}
 http: {listen: ""}
 mqtt: {broker: "tcp://%s", embedded_broker: {listen: %q}}
@@ -87,10 +90,13 @@ mqtt: {broker: "tcp://%s", embedded_broker: {listen: %q}}
 			p := pics()
 			return len(p[purplePic]) > 0 && len(p[darkPic]) > 1
 		})
+		waitMessage(t, got, "sightd/sw/rule/quiet/enabled OFF")
 		send("sightd/sw/rule/purple/enabled/set", "OFF")
 		send("sightd/sw/camera/street/detection/set", "OFF")
+		send("sightd/sw/rule/quiet/enabled/set", "ON")
 		waitMessage(t, got, "sightd/sw/rule/purple/enabled OFF")
 		waitMessage(t, got, "sightd/sw/camera/street/detection OFF")
+		waitMessage(t, got, "sightd/sw/rule/quiet/enabled ON")
 	})
 	if p := first[darkPic]; len(p) == 0 || bytes.Equal(p[len(p)-1], dark) {
 		t.Errorf("dark-clothes' pictures in the first run: %d, want its snapshots after its placeholder", len(p))
@@ -107,12 +113,15 @@ mqtt: {broker: "tcp://%s", embedded_broker: {listen: %q}}
 		waitMessage(t, got, "sightd/sw/rule/dark-clothes/enabled ON")
 		waitMessage(t, got, "sightd/sw/rule/purple/enabled OFF")
 		waitMessage(t, got, "sightd/sw/camera/street/detection OFF")
+		// the file disables quiet; its switch, turned on since, holds
+		waitMessage(t, got, "sightd/sw/rule/quiet/enabled ON")
 		waitUntil(t, "both rules' pictures", func() bool {
 			p := pics()
 			return len(p[purplePic]) > 0 && len(p[darkPic]) > 0
 		})
 	})
-	if slices.Contains(msgs, "sightd/sw/rule/purple/enabled ON") || slices.Contains(msgs, "sightd/sw/camera/street/detection ON") {
+	if slices.Contains(msgs, "sightd/sw/rule/purple/enabled ON") || slices.Contains(msgs, "sightd/sw/camera/street/detection ON") ||
+		slices.Contains(msgs, "sightd/sw/rule/quiet/enabled OFF") {
 		t.Errorf("a switch came back on after the restart: %q", msgs)
 	}
 	for _, m := range msgs {
@@ -144,4 +153,95 @@ func newestSnapshot(t *testing.T, dir, rule string) []byte {
 	}
 	t.Fatalf("no snapshot of %s kept", rule)
 	return nil
+}
+
+// A rule switch against the configuration file: whichever changed last
+// wins. The switch holds across restarts while the file says what it said
+// when the switch was set (both ways: a file rule switched on, one switched
+// off); once the file's enabled changed, the file's holds and the key goes.
+// A bare "off" (written by an older sightd) keeps the rule off; a key that
+// cannot be read leaves the file's value.
+func TestRuleSwitchAgainstTheFile(t *testing.T) {
+	ctx := context.Background()
+	st, _ := storedDetections(t, t.TempDir())
+	d := &daemon{st: st, log: zerolog.Nop()}
+	rule := func(id string, enabled *bool) *rules.Rule {
+		r := &rules.Rule{ID: id, Prompts: []string{"x"}, Enabled: enabled}
+		r.Defaults()
+		return r
+	}
+	on, off := true, false
+	// start: the file as given; returns each rule as it runs.
+	start := func(file ...*rules.Rule) map[string]bool {
+		d.fileEnabled = map[string]bool{}
+		got := map[string]bool{}
+		for _, r := range file {
+			d.fileEnabled[r.ID] = r.IsEnabled()
+			d.applyRuleSwitch(ctx, r)
+			got[r.ID] = r.IsEnabled()
+		}
+		return got
+	}
+	key := func(id string) string {
+		v, err := st.Meta(ctx, ruleSwitchKey(id))
+		if err != nil {
+			return "(none)"
+		}
+		return string(v)
+	}
+	check := func(when string, got map[string]bool, want map[string]bool) {
+		t.Helper()
+		for id, w := range want {
+			if got[id] != w {
+				t.Errorf("%s: rule %s enabled=%v, want %v (key %q)", when, id, got[id], w, key(id))
+			}
+		}
+	}
+	check("first start", start(rule("quiet", &off), rule("busy", nil)), map[string]bool{"quiet": false, "busy": true})
+	for id, v := range map[string]bool{"quiet": true, "busy": false} {
+		if err := d.putRuleSwitch(ctx, id, v); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if key("quiet") != "on file=off" || key("busy") != "off file=on" {
+		t.Fatalf("keys %q %q", key("quiet"), key("busy"))
+	}
+	for i := range 2 {
+		check(fmt.Sprintf("restart %d, the file unchanged", i+1), start(rule("quiet", &off), rule("busy", nil)),
+			map[string]bool{"quiet": true, "busy": false})
+	}
+	// The file now enables quiet explicitly (as the switch did) and
+	// disables busy (as the switch did): edited, so the file holds.
+	check("the file edited", start(rule("quiet", &on), rule("busy", &off)), map[string]bool{"quiet": true, "busy": false})
+	if key("quiet") != "(none)" || key("busy") != "(none)" {
+		t.Errorf("keys after the file changed: %q %q, want none", key("quiet"), key("busy"))
+	}
+	// ... and the next file edit is followed, with no switch in the way.
+	check("edited again", start(rule("quiet", &off), rule("busy", &on)), map[string]bool{"quiet": false, "busy": true})
+	// A switch set back to what the file says leaves no key.
+	if err := d.putRuleSwitch(ctx, "busy", false); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.putRuleSwitch(ctx, "busy", true); err != nil {
+		t.Fatal(err)
+	}
+	if key("busy") != "(none)" {
+		t.Errorf("busy switched off and on again: key %q, want none", key("busy"))
+	}
+	// An older sightd's bare "off", and a key that cannot be read.
+	if err := st.PutMeta(ctx, ruleSwitchKey("old"), []byte("off")); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.PutMeta(ctx, ruleSwitchKey("odd"), []byte("maybe")); err != nil {
+		t.Fatal(err)
+	}
+	check("old keys", start(rule("old", nil), rule("odd", &off)), map[string]bool{"old": false, "odd": false})
+	// A rule added at run time (not in the file) keeps the bare key.
+	d.fileEnabled = map[string]bool{}
+	if err := d.putRuleSwitch(ctx, "api-rule", false); err != nil {
+		t.Fatal(err)
+	}
+	if key("api-rule") != "off" {
+		t.Errorf("a run-time rule's key %q, want off", key("api-rule"))
+	}
 }

@@ -245,3 +245,28 @@ func TestRuleSwitchAgainstTheFile(t *testing.T) {
 		t.Errorf("a run-time rule's key %q, want off", key("api-rule"))
 	}
 }
+
+// FuzzParseRuleSwitch: a rule switch's key from the store either reads as a
+// switch (and writes back the same bytes) or is refused with an error;
+// never a panic. Seeds in testdata/fuzz/FuzzParseRuleSwitch.
+func FuzzParseRuleSwitch(f *testing.F) {
+	for _, s := range []string{"on", "off", "on file=off", "off file=on", "off file=off", "maybe", "on file=", "", "ON", "off file=on "} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, v []byte) {
+		on, file, err := parseRuleSwitch(v)
+		if err != nil {
+			if !strings.Contains(err.Error(), "switch value") {
+				t.Fatalf("%q: error %v does not say what it read", v, err)
+			}
+			return
+		}
+		back := onOff(on)
+		if file != "" {
+			back += " file=" + file
+		}
+		if back != string(v) {
+			t.Fatalf("%q read as on=%v file=%q, which writes %q", v, on, file, back)
+		}
+	})
+}

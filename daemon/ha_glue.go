@@ -110,6 +110,14 @@ func (d *daemon) putRuleSwitch(ctx context.Context, id string, on bool) error {
 	return d.st.PutMeta(ctx, ruleSwitchKey(id), []byte(onOff(on)+" file="+onOff(file)))
 }
 
+// forgetRuleSwitch clears a deleted rule's switch, so that a rule added
+// later under the same id starts as it says.
+func (d *daemon) forgetRuleSwitch(ctx context.Context, id string) {
+	if err := d.st.DeleteMeta(ctx, ruleSwitchKey(id)); err != nil {
+		d.log.Warn().Err(err).Str("rule", id).Msg("deleted rule's switch not cleared")
+	}
+}
+
 // switches are the daemon as the MQTT switch commands see it.
 type switches struct{ d *daemon }
 

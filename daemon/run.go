@@ -396,6 +396,7 @@ func (d *daemon) reload(ctx context.Context, c *config.Config) {
 			failed++
 			continue
 		}
+		d.forgetRuleSwitch(ctx, id)
 		removed++
 		d.log.Info().Str("rule", id).Msg("SIGHUP: rule removed from the file: deleted")
 	}
@@ -485,7 +486,11 @@ func (l lockedRules) Put(ctx context.Context, r *rules.Rule) error {
 func (l lockedRules) Delete(ctx context.Context, id string) error {
 	l.d.rulesMu.Lock()
 	defer l.d.rulesMu.Unlock()
-	return l.d.mgr.Delete(ctx, id)
+	if err := l.d.mgr.Delete(ctx, id); err != nil {
+		return err
+	}
+	l.d.forgetRuleSwitch(ctx, id)
+	return nil
 }
 
 func (d *daemon) serveHTTP(ctx context.Context) (*api.Server, error) {

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"path/filepath"
 	"slices"
@@ -16,6 +17,8 @@ import (
 	"github.com/sightd/sightd/camera"
 	"github.com/sightd/sightd/daemon/config"
 	"github.com/sightd/sightd/daemon/rules"
+	"github.com/sightd/sightd/quant/modelgen/demo/demotest"
+	"github.com/sightd/sightd/store"
 )
 
 // Home Assistant's switches survive a restart: a rule of the configuration
@@ -269,4 +272,42 @@ func FuzzParseRuleSwitch(f *testing.F) {
 			t.Fatalf("%q read as on=%v file=%q, which writes %q", v, on, file, back)
 		}
 	})
+}
+
+// A deleted rule's switch is forgotten: the rule added again under the same
+// id starts as it says, not as the old rule was switched.
+func TestDeletedRuleForgetsItsSwitch(t *testing.T) {
+	ctx := context.Background()
+	st, _ := storedDetections(t, t.TempDir())
+	mgr, err := rules.NewManager(st, rules.Model{Version: 1, LogitScale: 100, Text: demotest.Text(t, demotest.Towers(t))}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := &daemon{st: st, log: zerolog.Nop(), mgr: mgr, fileEnabled: map[string]bool{"quiet": false}}
+	quiet := func() *rules.Rule {
+		off := false
+		r := &rules.Rule{ID: "quiet", Prompts: []string{"something green"}, Enabled: &off}
+		r.Defaults()
+		return r
+	}
+	if err := mgr.Put(ctx, quiet()); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.putRuleSwitch(ctx, "quiet", true); err != nil {
+		t.Fatal(err)
+	}
+	if v, err := st.Meta(ctx, ruleSwitchKey("quiet")); err != nil || string(v) != "on file=off" {
+		t.Fatalf("the switch's key: %q %v", v, err)
+	}
+	if err := (lockedRules{d}).Delete(ctx, "quiet"); err != nil {
+		t.Fatal(err)
+	}
+	if v, err := st.Meta(ctx, ruleSwitchKey("quiet")); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("after the rule's deletion its switch's key is %q (%v), want none", v, err)
+	}
+	again := quiet()
+	d.applyRuleSwitch(ctx, again)
+	if again.IsEnabled() {
+		t.Error("the rule added again is enabled by the deleted rule's switch")
+	}
 }

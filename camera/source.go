@@ -332,14 +332,17 @@ func (c *Capture) run(ctx context.Context) {
 			if ctx.Err() != nil {
 				break
 			}
-			if errors.Is(err, io.EOF) && n > 0 {
+			// Only a file ends. A live stream that ends (an MJPEG
+			// response closed cleanly by the camera or a proxy) is an
+			// outage, and reopened.
+			if errors.Is(err, io.EOF) && n > 0 && c.file {
 				if c.cfg.Loop {
 					continue
 				}
 				c.finish(io.EOF)
 				return
 			}
-			if errors.Is(err, io.EOF) {
+			if errors.Is(err, io.EOF) && n == 0 {
 				err = errors.New("ended before its first frame")
 			}
 		}
@@ -544,6 +547,11 @@ func (c *Capture) publish(t time.Time, first, resized bool, fps float64, fourcc 
 // down marks the source unavailable. The frame waiting for Next, if any, is
 // dropped: it predates the outage.
 func (c *Capture) down(err error, attempt int) {
+	if errors.Is(err, io.EOF) {
+		// The reason keeps its words but not io.EOF, which to a
+		// consumer of Next means the end of a file.
+		err = errors.New(err.Error())
+	}
 	c.mu.Lock()
 	wasUp := c.stats.Available || c.stats.Outages == 0
 	if wasUp {

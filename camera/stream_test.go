@@ -4,10 +4,12 @@ import (
 	"errors"
 	"fmt"
 	"image"
+	"io"
 	"net"
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -22,6 +24,9 @@ type mjpegServer struct {
 	frames [][]byte
 	mu     sync.Mutex
 	srv    *http.Server
+	// perResponse, when set, ends each response cleanly (with the closing
+	// boundary) after that many frames.
+	perResponse atomic.Int32
 }
 
 func newMJPEGServer(t *testing.T) *mjpegServer {
@@ -53,6 +58,10 @@ func (s *mjpegServer) serve(ln net.Listener) {
 	s.srv = &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "multipart/x-mixed-replace; boundary=frame")
 		for i := 0; ; i++ {
+			if n := int(s.perResponse.Load()); n > 0 && i == n {
+				fmt.Fprint(w, "--frame--\r\n")
+				return
+			}
 			jpg := s.frames[i%len(s.frames)]
 			if _, err := fmt.Fprintf(w, "--frame\r\nContent-Type: image/jpeg\r\nContent-Length: %d\r\n\r\n", len(jpg)); err != nil {
 				return
@@ -129,5 +138,40 @@ func TestHTTPMJPEGStream(t *testing.T) {
 	}
 	if st := c.Stats(); !st.Available || st.Outages != 1 || st.Size != image.Pt(160, 120) {
 		t.Fatalf("stats %+v: want available 160x120 after one outage", st)
+	}
+}
+
+// TestMJPEGStreamThatEndsIsAnOutage: an IP camera (or a proxy before it)
+// that ends its MJPEG response cleanly, closing boundary and all, after a
+// few frames. The camera is unavailable ("the stream ended") and reopened,
+// again and again; it never reports io.EOF, the end of a file, on which
+// the daemon's pipeline would stop reading that camera for good.
+func TestMJPEGStreamThatEndsIsAnOutage(t *testing.T) {
+	srv := newMJPEGServer(t)
+	srv.perResponse.Store(4)
+	c := openTest(t, fileConfig("door", "http://"+srv.addr+"/video.mjpg"))
+	ctx := testCtx(t)
+	outages, after := 0, 0
+	for outages < 2 || after == 0 {
+		f, err := c.Next(ctx)
+		switch {
+		case errors.Is(err, io.EOF):
+			t.Fatalf("after %d outages: %v: the camera ended like a file", outages, err)
+		case errors.Is(err, ErrUnavailable):
+			if !strings.Contains(err.Error(), "the stream ended") {
+				t.Fatalf("outage %q does not say the stream ended", err)
+			}
+			outages, after = outages+1, 0
+			continue
+		case err != nil:
+			t.Fatal(err)
+		}
+		if got := image.Pt(f.Mat.Cols(), f.Mat.Rows()); got != image.Pt(160, 120) {
+			t.Fatalf("frame %d is %v, want 160x120", f.Seq, got)
+		}
+		after++
+	}
+	if st := c.Stats(); st.Outages < 2 || st.Read < 3 {
+		t.Fatalf("stats %+v: want 2 outages, frames read", st)
 	}
 }

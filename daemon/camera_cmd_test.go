@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"fmt"
 	"image/jpeg"
 	"net/http"
 	"net/http/httptest"
@@ -122,18 +121,8 @@ func TestCameraCheckSurvivesMixedSizes(t *testing.T) {
 	}
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "multipart/x-mixed-replace; boundary=frame")
-		for i := 0; ; i++ {
-			jpg := jpegs[i%len(jpegs)]
-			if _, err := fmt.Fprintf(w, "--frame\r\nContent-Type: image/jpeg\r\nContent-Length: %d\r\n\r\n%s\r\n", len(jpg), jpg); err != nil {
-				return
-			}
-			w.(http.Flusher).Flush()
-			select {
-			case <-r.Context().Done():
-				return
-			case <-time.After(50 * time.Millisecond):
-			}
-		}
+		i := 0
+		writeMJPEG(w, r, func() []byte { i++; return jpegs[(i-1)%len(jpegs)] }, -1, 50*time.Millisecond)
 	}))
 	defer srv.Close()
 	out, _, err := runSightd(t, "camera", "check", "--source", srv.URL+"/video.mjpg", "--frames", "40")

@@ -48,18 +48,8 @@ func TestRunCameraWorkerOutage(t *testing.T) {
 	}
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "video/x-motion-jpeg")
-		for i := 0; ; i++ {
-			jpg := jpegs[i%len(jpegs)]
-			if _, err := fmt.Fprintf(w, "--frame\r\nContent-Type: image/jpeg\r\nContent-Length: %d\r\n\r\n%s\r\n", len(jpg), jpg); err != nil {
-				return
-			}
-			w.(http.Flusher).Flush()
-			select {
-			case <-r.Context().Done():
-				return
-			case <-time.After(50 * time.Millisecond):
-			}
-		}
+		i := 0
+		writeMJPEG(w, r, func() []byte { i++; return jpegs[(i-1)%len(jpegs)] }, -1, 50*time.Millisecond)
 	}))
 	defer srv.Close()
 

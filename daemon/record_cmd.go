@@ -28,6 +28,9 @@ type recordOptions struct {
 	out                    string
 	every                  time.Duration
 	minChange              float64
+	// outageLimit: how long a live camera may stay unavailable before
+	// the recording stops; 0 stops at the first outage.
+	outageLimit time.Duration
 }
 
 const recordHelp = `Saves N varied frames of a camera and the regions sightd would embed in each,
@@ -46,8 +49,11 @@ timestamps, to its end: fewer than N frames may be kept, and the command says
 how many. A live camera's frames are stamped when captured; its index counts
 the frames read (a gap is frames dropped while sightd was busy). A source that
 gives no frame, or an --out that exists and is not empty, is an error and
-nothing is written. A full disk, a camera lost or an interruption (Ctrl-C)
-stops the recording; the frames already written stay listed, with
+nothing is written. A live camera that goes away after its first frame is
+reconnected as the daemon does, and waited for up to --outage-limit (a line
+says when it went and when it came back; record.json is saved meanwhile).
+A full disk, a camera away for longer, or an interruption (Ctrl-C) stops
+the recording; the frames already written stay listed, with
 "complete": false ("complete": true: N frames kept, or a file read to its end).
 
 Output, in --out:
@@ -95,6 +101,7 @@ func newCameraRecordCmd() *cobra.Command {
 	f.StringVar(&o.out, "out", "", "directory to create, or an empty one (required)")
 	f.DurationVar(&o.every, "every", time.Second, "keep at most one frame per this much source time")
 	f.Float64Var(&o.minChange, "min-change", 0, "share of the frame that must differ from the last kept frame (0: the gate's min_ratio)")
+	f.DurationVar(&o.outageLimit, "outage-limit", 30*time.Minute, "how long a live camera may be away before the recording stops (0: stop at the first outage)")
 	return cmd
 }
 
@@ -112,6 +119,8 @@ func recordConfig(o recordOptions) (camera.Config, *string, error) {
 		return camera.Config{}, nil, fmt.Errorf("--every %v: want >= 0", o.every)
 	case !(o.minChange >= 0 && o.minChange < 1):
 		return camera.Config{}, nil, fmt.Errorf("--min-change %v: want 0 <= ratio < 1", o.minChange)
+	case o.outageLimit < 0:
+		return camera.Config{}, nil, fmt.Errorf("--outage-limit %v: want >= 0", o.outageLimit)
 	}
 	if o.source != "" {
 		cfg := camera.Defaults()
@@ -209,6 +218,7 @@ type recorder struct {
 	motion     int // kept frames with motion
 	nearDup    int // gated frames skipped as near-duplicates of the last kept
 	otherSize  int // frames skipped: not the size of the first
+	outages    int // of a live camera, ridden out
 	bytes      int64
 	sourceTime time.Duration // of the last frame seen
 }
@@ -222,7 +232,8 @@ func (r *recorder) run(ctx context.Context, cfg camera.Config, name *string, log
 		return err
 	}
 	spec, _ := camera.ParseSource(cfg.Source) // validated
-	if spec.Kind == camera.Video || spec.Kind == camera.Images {
+	live := spec.Kind != camera.Video && spec.Kind != camera.Images
+	if !live {
 		// Every frame of a file, once, on its own media clock.
 		cfg.Fast, cfg.Loop = true, false
 	}
@@ -256,12 +267,19 @@ func (r *recorder) run(ctx context.Context, cfg camera.Config, name *string, log
 		lastKept = gocv.NewMat()
 		regions  []camera.Region
 		ended    bool // the file was read to its end
+		// down: when the live camera went away (zero while it delivers),
+		// and why
+		down   time.Time
+		downBy error
 	)
 	defer lastKept.Close()
 	for r.man.FramesKept < o.frames {
-		f, err := src.Next(ctx)
+		f, err := r.next(ctx, src, down)
 		if ctx.Err() != nil {
 			return r.stop(fmt.Errorf("interrupted: %w", ctx.Err()))
+		}
+		if errors.Is(err, context.DeadlineExceeded) {
+			return r.stop(fmt.Errorf("source away for %v (--outage-limit): %w", o.outageLimit, downBy))
 		}
 		if errors.Is(err, io.EOF) {
 			ended = true
@@ -271,10 +289,29 @@ func (r *recorder) run(ctx context.Context, cfg camera.Config, name *string, log
 			if r.man.FramesSeen == 0 {
 				return fmt.Errorf("%s gives no frames: %w", spec, err)
 			}
-			return r.stop(fmt.Errorf("source lost after %d frames: %w", r.man.FramesSeen, err))
+			if !live || o.outageLimit == 0 {
+				return r.stop(fmt.Errorf("source lost after %d frames: %w", r.man.FramesSeen, err))
+			}
+			downBy = err
+			if down.IsZero() {
+				// Ridden out as the daemon does (the camera reconnects),
+				// with what was kept saved meanwhile.
+				down = time.Now()
+				r.outages++
+				if err := r.save(); err != nil {
+					return r.stop(err)
+				}
+				r.progress(true)
+				fmt.Fprintf(r.progressOut, "record: %v; waiting for it (at most --outage-limit %v)\n", err, o.outageLimit)
+			}
+			continue
 		}
 		if err != nil {
 			return r.stop(err)
+		}
+		if !down.IsZero() {
+			fmt.Fprintf(r.progressOut, "record: the source is back after %v\n", time.Since(down).Round(time.Second))
+			down = time.Time{}
 		}
 		r.man.FramesSeen++
 		fs := image.Pt(f.Mat.Cols(), f.Mat.Rows())
@@ -341,9 +378,27 @@ func (r *recorder) run(ctx context.Context, cfg camera.Config, name *string, log
 		fmt.Fprintf(r.progressOut, "record: the source ended after %d frames: kept %d of the %d asked\n",
 			r.man.FramesSeen, r.man.FramesKept, o.frames)
 	}
-	fmt.Fprintf(r.progressOut, "record: %s: %d frames (%d with motion), %d regions, %.1f MB in %.1fs\n",
-		o.out, r.man.FramesKept, r.motion, r.regionCount(), float64(r.bytes)/1e6, time.Since(start).Seconds())
+	away := ""
+	switch {
+	case r.outages == 1:
+		away = " (the source went away once and came back)"
+	case r.outages > 1:
+		away = fmt.Sprintf(" (the source went away %d times and came back)", r.outages)
+	}
+	fmt.Fprintf(r.progressOut, "record: %s: %d frames (%d with motion), %d regions, %.1f MB in %.1fs%s\n",
+		o.out, r.man.FramesKept, r.motion, r.regionCount(), float64(r.bytes)/1e6, time.Since(start).Seconds(), away)
 	return nil
+}
+
+// next is the source's next frame; while the camera is away (since down),
+// waiting no later than down + --outage-limit (context.DeadlineExceeded).
+func (r *recorder) next(ctx context.Context, src camera.Source, down time.Time) (camera.Frame, error) {
+	if down.IsZero() {
+		return src.Next(ctx)
+	}
+	wait, cancel := context.WithDeadline(ctx, down.Add(r.opts.outageLimit))
+	defer cancel()
+	return src.Next(wait)
 }
 
 // create makes the output directory, once the source has given a frame: a

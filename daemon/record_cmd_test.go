@@ -12,6 +12,8 @@ import (
 	"image/png"
 	"io/fs"
 	"math"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -19,7 +21,9 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/rs/zerolog"
 	"gocv.io/x/gocv"
@@ -520,5 +524,116 @@ func TestCameraRecordSkipsStillScene(t *testing.T) {
 	checkDistinct(t, out, m)
 	if m.FramesKept < 15 {
 		t.Errorf("%d frames kept; want the first and the square's 19 or so", m.FramesKept)
+	}
+}
+
+// flakyCamera serves 640x480 photos (opencv-doc's chessboard views) as an
+// MJPEG camera over real HTTP: its first connection ends after first
+// frames; later connections are refused (503) when gone, else stream until
+// the client leaves.
+type flakyCamera struct {
+	url   string
+	conns atomic.Int64
+	gone  bool
+}
+
+func newFlakyCamera(t *testing.T, first int, gone bool) *flakyCamera {
+	t.Helper()
+	dir := filepath.Dir(cameraVtest(t))
+	var jpegs [][]byte
+	for _, side := range []string{"left", "right"} {
+		for _, n := range []string{"01", "02", "03", "04", "05", "06", "07", "08", "09", "11", "12", "13", "14"} {
+			b, err := os.ReadFile(filepath.Join(dir, side+n+".jpg"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			jpegs = append(jpegs, b)
+		}
+	}
+	c := &flakyCamera{gone: gone}
+	var sent atomic.Int64
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		conn := c.conns.Add(1)
+		if conn > 1 && c.gone {
+			http.Error(w, "camera rebooting", http.StatusServiceUnavailable)
+			return
+		}
+		w.Header().Set("Content-Type", "multipart/x-mixed-replace; boundary=frame")
+		n := first
+		if conn > 1 {
+			n = -1
+		}
+		writeMJPEG(w, r, func() []byte { return jpegs[int(sent.Add(1)-1)%len(jpegs)] }, n, 30*time.Millisecond)
+	}))
+	t.Cleanup(srv.Close)
+	c.url = srv.URL + "/video.mjpg"
+	return c
+}
+
+// A live camera that goes away after its first frames (its stream ends) is
+// reconnected and waited for: the recording goes on to the frames asked,
+// complete, and says when the camera went and came back.
+func TestCameraRecordRidesOutAnOutage(t *testing.T) {
+	cam := newFlakyCamera(t, 4, false)
+	out := filepath.Join(t.TempDir(), "set")
+	o := recordOptions{source: cam.url, frames: 10, out: out, outageLimit: 2 * time.Minute}
+	cfg, name, err := recordConfig(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var stderr bytes.Buffer
+	r := &recorder{opts: o, progressOut: &stderr}
+	if err := r.run(context.Background(), cfg, name, zerolog.Nop()); err != nil {
+		t.Fatalf("run: %v\n%s", err, stderr.String())
+	}
+	t.Logf("\n%s", stderr.String())
+	m := readRecord(t, out)
+	if !m.Complete || m.FramesKept != 10 || cam.conns.Load() < 2 {
+		t.Fatalf("complete=%v, %d frames, %d connections; want complete, 10, at least 2", m.Complete, m.FramesKept, cam.conns.Load())
+	}
+	for i := 1; i < len(m.Frames); i++ {
+		if m.Frames[i].Index <= m.Frames[i-1].Index || m.Frames[i].TimeS < m.Frames[i-1].TimeS {
+			t.Errorf("frame %d (index %d, %.3fs) after frame %d (index %d, %.3fs)", i, m.Frames[i].Index, m.Frames[i].TimeS,
+				i-1, m.Frames[i-1].Index, m.Frames[i-1].TimeS)
+		}
+	}
+	checkDistinct(t, out, m)
+	for _, want := range []string{"unavailable: the stream ended", "waiting for it (at most --outage-limit 2m0s)",
+		"record: the source is back after", "(the source went away once and came back)"} {
+		if !strings.Contains(stderr.String(), want) {
+			t.Errorf("stderr lacks %q", want)
+		}
+	}
+}
+
+// A camera away for longer than --outage-limit stops the recording, as
+// does any outage with --outage-limit 0; the frames written stay listed.
+func TestCameraRecordGivesUpOnAGoneCamera(t *testing.T) {
+	for _, tc := range []struct {
+		limit time.Duration
+		want  string
+	}{
+		{time.Second, `source away for 1s \(--outage-limit\): camera record: unavailable: the stream ended`},
+		{0, `source lost after \d frames: camera record: unavailable: the stream ended`},
+	} {
+		cam := newFlakyCamera(t, 3, true)
+		out := filepath.Join(t.TempDir(), "set")
+		o := recordOptions{source: cam.url, frames: 10, out: out, outageLimit: tc.limit}
+		cfg, name, err := recordConfig(o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var stderr bytes.Buffer
+		r := &recorder{opts: o, progressOut: &stderr}
+		err = r.run(context.Background(), cfg, name, zerolog.Nop())
+		// The last frame before the stream ended may be dropped with it.
+		m := readRecord(t, out)
+		if m.Complete || m.FramesKept < 1 || m.FramesKept > 3 {
+			t.Fatalf("limit %v: complete=%v, %d frames; want incomplete, 1 to 3", tc.limit, m.Complete, m.FramesKept)
+		}
+		listed := fmt.Sprintf("lists the %d frames written (complete: false)", m.FramesKept)
+		if err == nil || !regexp.MustCompile(tc.want).MatchString(err.Error()) || !strings.Contains(err.Error(), listed) {
+			t.Fatalf("limit %v: %v; want %q and %q\n%s", tc.limit, err, tc.want, listed, stderr.String())
+		}
 	}
 }

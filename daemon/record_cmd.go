@@ -278,7 +278,7 @@ func (r *recorder) run(ctx context.Context, cfg camera.Config, name *string, log
 		if ctx.Err() != nil {
 			return r.stop(fmt.Errorf("interrupted: %w", ctx.Err()))
 		}
-		if errors.Is(err, context.DeadlineExceeded) {
+		if errors.Is(err, errOutageLimit) {
 			return r.stop(fmt.Errorf("source away for %v (--outage-limit): %w", o.outageLimit, downBy))
 		}
 		if errors.Is(err, io.EOF) {
@@ -390,15 +390,22 @@ func (r *recorder) run(ctx context.Context, cfg camera.Config, name *string, log
 	return nil
 }
 
+// errOutageLimit: the live camera stayed away for --outage-limit.
+var errOutageLimit = errors.New("outage limit reached")
+
 // next is the source's next frame; while the camera is away (since down),
-// waiting no later than down + --outage-limit (context.DeadlineExceeded).
+// waiting no later than down + --outage-limit (errOutageLimit).
 func (r *recorder) next(ctx context.Context, src camera.Source, down time.Time) (camera.Frame, error) {
 	if down.IsZero() {
 		return src.Next(ctx)
 	}
 	wait, cancel := context.WithDeadline(ctx, down.Add(r.opts.outageLimit))
 	defer cancel()
-	return src.Next(wait)
+	f, err := src.Next(wait)
+	if err != nil && wait.Err() != nil && ctx.Err() == nil {
+		return f, errOutageLimit
+	}
+	return f, err
 }
 
 // create makes the output directory, once the source has given a frame: a

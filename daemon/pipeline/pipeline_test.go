@@ -83,13 +83,10 @@ func vtest(t *testing.T) string {
 	return p
 }
 
-// The real chain on the real street video: frames are read, gated, encoded
-// and matched; a state rule about the pedestrians' dark clothes changes
-// state, a rule about a colour the street never shows stays quiet, and every
-// event carries its detection and a JPEG snapshot. A model swap half way
-// takes effect between frames.
-func TestPipelineOnVideo(t *testing.T) {
-	tw := demotest.Towers(t)
+// streetCamera is the camera "street" on vtest.avi, read as fast as it
+// decodes.
+func streetCamera(t *testing.T) camera.Config {
+	t.Helper()
 	cfg := camera.Defaults()
 	cfg.Name = "street"
 	cfg.Source = vtest(t)
@@ -97,6 +94,17 @@ func TestPipelineOnVideo(t *testing.T) {
 	if err := cfg.Validate(); err != nil {
 		t.Fatal(err)
 	}
+	return cfg
+}
+
+// The real chain on the real street video: frames are read, gated, encoded
+// and matched; a state rule about the pedestrians' dark clothes changes
+// state, a rule about a colour the street never shows stays quiet, and every
+// event carries its detection and a JPEG snapshot. A model swap half way
+// takes effect between frames.
+func TestPipelineOnVideo(t *testing.T) {
+	tw := demotest.Towers(t)
+	cfg := streetCamera(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	src, err := camera.Open(ctx, cfg, zerolog.Nop())
@@ -224,10 +232,7 @@ func (f *failingEncoder) Encode(frame gocv.Mat, regions []image.Rectangle, dst [
 // running: OnResult hears every outcome.
 func TestEncodeFailuresAreNotFatal(t *testing.T) {
 	tw := demotest.Towers(t)
-	cfg := camera.Defaults()
-	cfg.Name = "street"
-	cfg.Source = vtest(t)
-	cfg.Fast = true
+	cfg := streetCamera(t)
 	ctx := context.Background()
 	src, err := camera.Open(ctx, cfg, zerolog.Nop())
 	if err != nil {
@@ -270,13 +275,7 @@ func TestEncodeFailuresAreNotFatal(t *testing.T) {
 // fires.
 func TestDetectionOffStillReportsMotion(t *testing.T) {
 	tw := demotest.Towers(t)
-	cfg := camera.Defaults()
-	cfg.Name = "street"
-	cfg.Source = vtest(t)
-	cfg.Fast = true
-	if err := cfg.Validate(); err != nil {
-		t.Fatal(err)
-	}
+	cfg := streetCamera(t)
 	ctx := context.Background()
 	sink := &recorder{}
 	p := openPipeline(ctx, t, tw, cfg, sink, &rules.Rule{ID: "dark", Prompts: []string{"something dark"}, Kind: rules.State})
